@@ -1,4 +1,10 @@
 export { describeError, ErrorCode, SwitchyardError } from './errors.ts';
-export { createLogger, createSilentLogger, type Logger, type LoggerOptions, REDACTED_PATHS } from './logger.ts';
+export {
+  createLogger,
+  createSilentLogger,
+  type Logger,
+  type LoggerOptions,
+  REDACTED_PATHS,
+} from './logger.ts';
 export { Counter, createMetricsRegistry, Gauge, Histogram, METRIC_PREFIX, Registry } from './metrics.ts';
 export { fail, ok, type Result } from './result.ts';

@@ -11,7 +11,15 @@ export interface LoggerOptions {
 }
 
 /** Paths whose values never reach a log line. */
-export const REDACTED_PATHS = ['*.password', '*.secret', '*.token', 'password', 'secret', 'token', 'authorization'];
+export const REDACTED_PATHS = [
+  '*.password',
+  '*.secret',
+  '*.token',
+  'password',
+  'secret',
+  'token',
+  'authorization',
+];
 
 /** One root logger per process (or per role inside `up`); components take children. */
 export function createLogger(opts: LoggerOptions = {}): Logger {

@@ -61,7 +61,8 @@ export function compareWithKamailio(
   for (const [key, a] of actualByKey) {
     if (wanted.has(key)) continue;
     reloadReasons.push(`extra ${a.attrs.duid} in set ${a.setId}`);
-    if (!isDisabled(a.flags) && a.attrs.duid) stateChanges.push({ setId: a.setId, duid: a.attrs.duid, state: 'd' });
+    if (!isDisabled(a.flags) && a.attrs.duid)
+      stateChanges.push({ setId: a.setId, duid: a.attrs.duid, state: 'd' });
   }
   return { reloadReasons, stateChanges };
 }

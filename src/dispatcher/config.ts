@@ -26,7 +26,11 @@ export const dispatcherConfigSchema = z
     name: z
       .string()
       .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/)
-      .default(hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 63) || 'dispatcher'),
+      .default(
+        hostname()
+          .replace(/[^A-Za-z0-9._-]/g, '-')
+          .slice(0, 63) || 'dispatcher',
+      ),
     /** Must equal Kamailio's modparam("dispatcher", "reload_delta") in ms: reloads are spaced by it. */
     reloadDeltaMs: z.number().int().min(0).max(600_000).default(5000),
     /** How often Kamailio's view is read back to detect and repair drift. */
@@ -55,7 +59,9 @@ export const dispatcherConfigSchema = z
         port: z.number().int().min(0).max(65535).default(9401),
       })
       .prefault({}),
-    log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') }).prefault({}),
+    log: z
+      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') })
+      .prefault({}),
   })
   .strict();
 

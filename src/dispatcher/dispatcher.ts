@@ -17,13 +17,23 @@ export interface DispatcherRegistry {
     onChange: (view: RegistryView) => void,
     opts?: { onConnection?: (connected: boolean) => void },
   ): Promise<{ close(): Promise<void>; current(): RegistryView }>;
-  publishDispatcherStatus(opts: { ttlMs: number }): { update(status: DispatcherStatus): void; close(): Promise<void> };
+  publishDispatcherStatus(opts: { ttlMs: number }): {
+    update(status: DispatcherStatus): void;
+    close(): Promise<void>;
+  };
 }
 
 export interface DispatcherDeps {
   config: Pick<
     DispatcherConfig,
-    'name' | 'kamailioRpc' | 'listFile' | 'sets' | 'reloadDeltaMs' | 'verifyIntervalMs' | 'statusTtlMs' | 'massRemoval'
+    | 'name'
+    | 'kamailioRpc'
+    | 'listFile'
+    | 'sets'
+    | 'reloadDeltaMs'
+    | 'verifyIntervalMs'
+    | 'statusTtlMs'
+    | 'massRemoval'
   >;
   registry: DispatcherRegistry;
   rpc: KamailioRpc;
@@ -98,11 +108,14 @@ export function createDispatcher(deps: DispatcherDeps): DispatcherHandle {
     if (timer && timerAt <= at) return;
     if (timer) clearTimeout(timer);
     timerAt = at;
-    timer = setTimeout(() => {
-      timer = undefined;
-      timerAt = Number.POSITIVE_INFINITY;
-      void runPass();
-    }, Math.max(0, delayMs));
+    timer = setTimeout(
+      () => {
+        timer = undefined;
+        timerAt = Number.POSITIVE_INFINITY;
+        void runPass();
+      },
+      Math.max(0, delayMs),
+    );
   }
 
   async function runPass(): Promise<void> {
@@ -149,12 +162,14 @@ export function createDispatcher(deps: DispatcherDeps): DispatcherHandle {
     const current = view;
     if (!current) return; // nothing known from the registry yet: never write anything
     const { destinations, conflicts } = computeDesired(current, config.sets);
-    for (const [duid, why] of conflicts) logOnce(`conflict:${duid}:${why}`, { node: duid, reason: why }, 'node ignored');
+    for (const [duid, why] of conflicts)
+      logOnce(`conflict:${duid}:${why}`, { node: duid, reason: why }, 'node ignored');
     const guarded = guard.apply(destinations, lastApplied, now());
     reportHeld(guarded.held);
     if (guarded.toProbe.length > 0) probeHeld(guarded.toProbe);
     const rendered = renderDispatcherList(guarded.destinations);
-    for (const [key, why] of rendered.refused) logOnce(`refused:${key}:${why}`, { node: key, reason: why }, 'node refused');
+    for (const [key, why] of rendered.refused)
+      logOnce(`refused:${key}:${why}`, { node: key, reason: why }, 'node refused');
     if (!firstSeen.has(rendered.hash)) firstSeen.set(rendered.hash, now());
     nodes = rendered.attrs.size;
     updateDestinationGauges(guarded.destinations, rendered);
@@ -269,7 +284,10 @@ export function createDispatcher(deps: DispatcherDeps): DispatcherHandle {
         appliedHash = rendered.hash;
         appliedAt = now();
         if (since !== undefined) m.applySeconds.observe((now() - since) / 1000);
-        logger.info({ generation, hash: rendered.hash, nodes: rendered.attrs.size }, 'dispatcher list applied');
+        logger.info(
+          { generation, hash: rendered.hash, nodes: rendered.attrs.size },
+          'dispatcher list applied',
+        );
       }
       firstSeen.clear();
     }
@@ -283,7 +301,10 @@ export function createDispatcher(deps: DispatcherDeps): DispatcherHandle {
     held = now;
     m.heldRemovals.set(guard.heldCount());
     if (JSON.stringify(held) !== before && held.length > 0) {
-      logger.warn({ held }, 'mass removal held: most of a set would go at once; probing the nodes before removing');
+      logger.warn(
+        { held },
+        'mass removal held: most of a set would go at once; probing the nodes before removing',
+      );
     }
   }
 
@@ -298,7 +319,10 @@ export function createDispatcher(deps: DispatcherDeps): DispatcherHandle {
         .catch(() => false)
         .then((up) => {
           if (guard.reportProbe(d.setId, d.duid, up)) {
-            logger.info({ node: d.duid, up }, up ? 'held node answers OPTIONS: keeping it' : 'held node is gone');
+            logger.info(
+              { node: d.duid, up },
+              up ? 'held node answers OPTIONS: keeping it' : 'held node is gone',
+            );
             schedule(0);
           }
         });
@@ -357,7 +381,8 @@ export function createDispatcher(deps: DispatcherDeps): DispatcherHandle {
   function onView(next: RegistryView): void {
     view = next;
     m.rejected.set(next.rejected.size);
-    for (const [key, why] of next.rejected) logOnce(`rejected:${key}:${why}`, { key, reason: why }, 'registry record rejected');
+    for (const [key, why] of next.rejected)
+      logOnce(`rejected:${key}:${why}`, { key, reason: why }, 'registry record rejected');
     // Our own status record comes back through the same watch: only react when the list changes.
     const raw = renderDispatcherList(computeDesired(next, config.sets).destinations).text;
     if (raw === lastRenderedRaw) return;
@@ -417,7 +442,13 @@ export function createDispatcher(deps: DispatcherDeps): DispatcherHandle {
       const ok = view !== undefined && kamailioReachable && fileOk;
       return {
         ok,
-        checks: { registryLoaded: view !== undefined, registryConnected, kamailioReachable, listFileWritable: fileOk, inSync },
+        checks: {
+          registryLoaded: view !== undefined,
+          registryConnected,
+          kamailioReachable,
+          listFileWritable: fileOk,
+          inSync,
+        },
       };
     },
   };
@@ -449,7 +480,11 @@ function createDispatcherMetrics(registry: MetricsRegistry) {
       help: 'Times Kamailio or the list file no longer matched a list already verified, and was repaired',
       registers,
     }),
-    inSync: new Gauge({ name: 'switchyard_dispatcher_in_sync', help: '1 when Kamailio matches the registry', registers }),
+    inSync: new Gauge({
+      name: 'switchyard_dispatcher_in_sync',
+      help: '1 when Kamailio matches the registry',
+      registers,
+    }),
     generation: new Gauge({
       name: 'switchyard_dispatcher_generation',
       help: 'Number of distinct lists verified in Kamailio since start',

@@ -9,8 +9,19 @@ import { createDispatcher } from './dispatcher.ts';
 
 export { compareWithKamailio } from './compare.ts';
 export { type DispatcherConfig, dispatcherConfigSchema } from './config.ts';
-export { computeDesired, DEFAULT_WEIGHT, type DesiredDestination, type EffectiveState, effectiveState } from './desired.ts';
-export { createDispatcher, type DispatcherDeps, type DispatcherHandle, type DispatcherRegistry } from './dispatcher.ts';
+export {
+  computeDesired,
+  DEFAULT_WEIGHT,
+  type DesiredDestination,
+  type EffectiveState,
+  effectiveState,
+} from './desired.ts';
+export {
+  createDispatcher,
+  type DispatcherDeps,
+  type DispatcherHandle,
+  type DispatcherRegistry,
+} from './dispatcher.ts';
 
 /**
  * Wires a dispatcher from its config: registry store, Kamailio JSON-RPC client, OPTIONS pinger,
@@ -20,7 +31,8 @@ export async function runDispatcher(
   config: DispatcherConfig,
   opts: { logger?: Logger } = {},
 ): Promise<{ stop(): Promise<void>; adminUrl: string }> {
-  const logger = opts.logger ?? createLogger({ level: config.log.level, base: { role: 'dispatcher', name: config.name } });
+  const logger =
+    opts.logger ?? createLogger({ level: config.log.level, base: { role: 'dispatcher', name: config.name } });
   const metrics = createMetricsRegistry();
   const store = await openStore(config.registry, { callTimeoutMs: config.registryCallTimeoutMs, logger });
   const registry = createRegistry(store, { prefix: config.registryPrefix, logger, metrics });

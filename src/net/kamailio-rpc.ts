@@ -15,7 +15,15 @@ export interface KamailioRpcOptions {
 }
 
 /** Runtime states Kamailio's ds_rpc_set_state accepts (letters, `p` adds probing). */
-const RUNTIME_STATES: ReadonlySet<string> = new Set<DispatcherRuntimeState>(['a', 'i', 't', 'd', 'ap', 'ip', 'tp']);
+const RUNTIME_STATES: ReadonlySet<string> = new Set<DispatcherRuntimeState>([
+  'a',
+  'i',
+  't',
+  'd',
+  'ap',
+  'ip',
+  'tp',
+]);
 /** Same pattern as node ids in the registry: they become duids. */
 export const DUID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 /** Kamailio keeps set ids in a C int. */
@@ -54,14 +62,20 @@ export function createKamailioRpc(opts: KamailioRpcOptions): KamailioRpc {
   try {
     url = new URL(opts.url);
   } catch {
-    throw new SwitchyardError(ErrorCode.INVALID_ARGUMENT, `kamailio rpc: invalid url ${JSON.stringify(opts.url)}`);
+    throw new SwitchyardError(
+      ErrorCode.INVALID_ARGUMENT,
+      `kamailio rpc: invalid url ${JSON.stringify(opts.url)}`,
+    );
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new SwitchyardError(ErrorCode.INVALID_ARGUMENT, `kamailio rpc: url must be http(s): ${opts.url}`);
   }
   const timeoutMs = opts.timeoutMs ?? DEFAULT_RPC_TIMEOUT_MS;
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) {
-    throw new SwitchyardError(ErrorCode.INVALID_ARGUMENT, `kamailio rpc: timeoutMs must be a positive integer`);
+    throw new SwitchyardError(
+      ErrorCode.INVALID_ARGUMENT,
+      `kamailio rpc: timeoutMs must be a positive integer`,
+    );
   }
   const logger = (opts.logger ?? createSilentLogger()).child({ component: 'kamailio-rpc' });
   const closing = new AbortController();
@@ -75,7 +89,9 @@ export function createKamailioRpc(opts: KamailioRpcOptions): KamailioRpc {
     try {
       body = encodeRequest(method, params, id);
     } catch (err) {
-      throw new SwitchyardError(ErrorCode.INVALID_ARGUMENT, `kamailio rpc: cannot encode ${method}`, { cause: err });
+      throw new SwitchyardError(ErrorCode.INVALID_ARGUMENT, `kamailio rpc: cannot encode ${method}`, {
+        cause: err,
+      });
     }
     const started = performance.now();
     const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), closing.signal]);
@@ -92,7 +108,9 @@ export function createKamailioRpc(opts: KamailioRpcOptions): KamailioRpc {
       text = await res.text();
     } catch (err) {
       if (closing.signal.aborted) {
-        throw new SwitchyardError(ErrorCode.CLOSED, 'kamailio rpc client closed during the call', { cause: err });
+        throw new SwitchyardError(ErrorCode.CLOSED, 'kamailio rpc client closed during the call', {
+          cause: err,
+        });
       }
       const timedOut = (err as { name?: unknown }).name === 'TimeoutError';
       const code = timedOut ? 'TIMEOUT' : causeCode(err);
@@ -123,10 +141,14 @@ export function createKamailioRpc(opts: KamailioRpcOptions): KamailioRpc {
       const { code, message, data } = decoded.value.error;
       logger.debug({ method, code, message, elapsedMs }, 'kamailio rpc fault');
       if (message === FAULT_ONGOING_RELOAD) {
-        throw new SwitchyardError(ErrorCode.KAMAILIO_RELOAD_BUSY, `kamailio ${method}: ${message} (reload_delta)`, {
-          retryable: true,
-          details: { method, code, message },
-        });
+        throw new SwitchyardError(
+          ErrorCode.KAMAILIO_RELOAD_BUSY,
+          `kamailio ${method}: ${message} (reload_delta)`,
+          {
+            retryable: true,
+            details: { method, code, message },
+          },
+        );
       }
       throw new SwitchyardError(ErrorCode.KAMAILIO_RPC, `kamailio ${method}: ${code} ${message}`, {
         details: { method, code, message, ...(data === undefined ? {} : { data }) },
@@ -150,9 +172,13 @@ export function createKamailioRpc(opts: KamailioRpcOptions): KamailioRpc {
     }
     const parsed = parseDispatcherList(result);
     if (!parsed.ok) {
-      throw new SwitchyardError(ErrorCode.KAMAILIO_RPC, `kamailio dispatcher.list: unexpected result (${parsed.reason})`, {
-        details: { method: 'dispatcher.list', reason: parsed.reason },
-      });
+      throw new SwitchyardError(
+        ErrorCode.KAMAILIO_RPC,
+        `kamailio dispatcher.list: unexpected result (${parsed.reason})`,
+        {
+          details: { method: 'dispatcher.list', reason: parsed.reason },
+        },
+      );
     }
     // Assigning here is the compile-time check that proto's ListedDestination still matches
     // the KamailioDestination contract.
@@ -166,13 +192,22 @@ export function createKamailioRpc(opts: KamailioRpcOptions): KamailioRpc {
 
   async function setDuidState(state: DispatcherRuntimeState, setId: number, duid: string): Promise<void> {
     if (typeof state !== 'string' || !RUNTIME_STATES.has(state)) {
-      throw new SwitchyardError(ErrorCode.INVALID_ARGUMENT, `set_duid_state: invalid state ${JSON.stringify(state)}`);
+      throw new SwitchyardError(
+        ErrorCode.INVALID_ARGUMENT,
+        `set_duid_state: invalid state ${JSON.stringify(state)}`,
+      );
     }
     if (!Number.isSafeInteger(setId) || setId < 0 || setId > MAX_SET_ID) {
-      throw new SwitchyardError(ErrorCode.INVALID_ARGUMENT, `set_duid_state: invalid set id ${String(setId)}`);
+      throw new SwitchyardError(
+        ErrorCode.INVALID_ARGUMENT,
+        `set_duid_state: invalid set id ${String(setId)}`,
+      );
     }
     if (typeof duid !== 'string' || !DUID_PATTERN.test(duid)) {
-      throw new SwitchyardError(ErrorCode.INVALID_ARGUMENT, `set_duid_state: invalid duid ${JSON.stringify(duid)}`);
+      throw new SwitchyardError(
+        ErrorCode.INVALID_ARGUMENT,
+        `set_duid_state: invalid duid ${JSON.stringify(duid)}`,
+      );
     }
     await call('dispatcher.set_duid_state', [state, setId, duid]);
   }

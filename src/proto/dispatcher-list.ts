@@ -50,7 +50,9 @@ export function percentWeights(weights: readonly number[]): number[] {
   const exact = weights.map((w) => (w * 100) / total);
   const floors = exact.map((x) => Math.max(1, Math.floor(x)));
   let left = 100 - floors.reduce((a, b) => a + b, 0);
-  const order = exact.map((x, i) => ({ i, rem: x - Math.floor(x) })).sort((a, b) => b.rem - a.rem || a.i - b.i);
+  const order = exact
+    .map((x, i) => ({ i, rem: x - Math.floor(x) }))
+    .sort((a, b) => b.rem - a.rem || a.i - b.i);
   for (let k = 0; left > 0 && order.length > 0; k = (k + 1) % order.length, left--) floors[order[k]!.i]!++;
   return floors;
 }
@@ -74,7 +76,9 @@ export function renderDispatcherList(destinations: readonly ListDestination[]): 
     if (why) refused.set(destinationKey(d.setId, d.duid), why);
     return !why;
   });
-  const sorted = [...safe].sort((a, b) => a.setId - b.setId || (a.duid < b.duid ? -1 : a.duid > b.duid ? 1 : 0));
+  const sorted = [...safe].sort(
+    (a, b) => a.setId - b.setId || (a.duid < b.duid ? -1 : a.duid > b.duid ? 1 : 0),
+  );
   const bySet = new Map<number, ListDestination[]>();
   for (const d of sorted) {
     const list = bySet.get(d.setId) ?? [];
@@ -112,7 +116,8 @@ function unsafeReason(d: ListDestination): string | undefined {
   if (d.uri.length > 255 || !SIP_URI_PATTERN.test(d.uri)) return 'uri is not a plain SIP URI';
   if (!Number.isInteger(d.priority) || d.priority < 0 || d.priority > 1000) return 'priority out of range';
   if (!Number.isInteger(d.weight) || d.weight < 1 || d.weight > 100) return 'weight out of range';
-  if (d.maxCalls !== undefined && (!Number.isInteger(d.maxCalls) || d.maxCalls < 1)) return 'maxCalls out of range';
+  if (d.maxCalls !== undefined && (!Number.isInteger(d.maxCalls) || d.maxCalls < 1))
+    return 'maxCalls out of range';
   return undefined;
 }
 

@@ -24,8 +24,10 @@ const METHOD_PATTERN = /^[A-Za-z_][A-Za-z0-9_.]{0,127}$/;
  * `module.command`, on a non-integer numeric id, or on params that JSON cannot represent.
  */
 export function encodeRequest(method: string, params: readonly unknown[] | undefined, id: JsonRpcId): string {
-  if (!METHOD_PATTERN.test(method)) throw new TypeError(`jsonrpc: invalid method name ${JSON.stringify(method)}`);
-  if (typeof id === 'number' && !Number.isSafeInteger(id)) throw new TypeError(`jsonrpc: id must be an integer`);
+  if (!METHOD_PATTERN.test(method))
+    throw new TypeError(`jsonrpc: invalid method name ${JSON.stringify(method)}`);
+  if (typeof id === 'number' && !Number.isSafeInteger(id))
+    throw new TypeError(`jsonrpc: id must be an integer`);
   const request: Record<string, unknown> = { jsonrpc: '2.0', method };
   if (params !== undefined) {
     if (!Array.isArray(params)) throw new TypeError('jsonrpc: params must be an array (positional)');
@@ -60,7 +62,8 @@ export function decodeResponse(text: string, expectedId: JsonRpcId): Result<Json
   if (hasResult === hasError) return fail('response must have exactly one of "result" and "error"');
   const id = parsed['id'];
   if (hasError) {
-    if (id !== expectedId && id !== null) return fail(`response id ${JSON.stringify(id)} does not match request`);
+    if (id !== expectedId && id !== null)
+      return fail(`response id ${JSON.stringify(id)} does not match request`);
     const error = parsed['error'];
     if (!isRecord(error)) return fail('"error" is not an object');
     const code = error['code'];

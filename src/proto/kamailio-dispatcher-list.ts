@@ -46,7 +46,8 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-const isInteger = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value);
+const isInteger = (value: unknown): value is number =>
+  typeof value === 'number' && Number.isSafeInteger(value);
 
 function parseAttrs(raw: unknown, where: string): Result<ListedDestination['attrs']> {
   if (raw === undefined) return ok({ body: '' });

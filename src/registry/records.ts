@@ -14,7 +14,8 @@ export const MAX_RECORD_BYTES = 4096;
 /** Node ids become the dispatcher `duid` attribute: no whitespace, `;`, `=` or control chars. */
 export const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
-const HOSTNAME = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*';
+const HOSTNAME =
+  '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*';
 const IPV4 = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)(?:\\.(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)){3}';
 const IPV6 = '\\[[0-9A-Fa-f:.]{2,45}\\]';
 const PORT = '(?::(?:6553[0-5]|655[0-2]\\d|65[0-4]\\d\\d|6[0-4]\\d{3}|[1-5]\\d{4}|[1-9]\\d{0,3}))?';
@@ -31,17 +32,19 @@ export const NODE_STATES = ['starting', 'ready', 'draining', 'drained', 'down'] 
 export type NodeState = (typeof NODE_STATES)[number];
 
 const nodeId = z.string().regex(NODE_ID_PATTERN, 'node id must be 1-63 chars of [A-Za-z0-9._-]');
-const sipUri = z.string().max(255).regex(SIP_URI_PATTERN, 'not a plain SIP URI (sip:host[:port][;transport=x])');
+const sipUri = z
+  .string()
+  .max(255)
+  .regex(SIP_URI_PATTERN, 'not a plain SIP URI (sip:host[:port][;transport=x])');
 const setId = z.number().int().min(1).max(65535);
 /** Relative weight (Kamailio rweight range); rendered as both weight (percent) and rweight. */
 export const weightSchema = z.number().int().min(1).max(100);
 const maxCalls = z.number().int().min(1).max(1_000_000);
 const priority = z.number().int().min(0).max(1000);
-const isoTime = z.string().max(40);
-const shortText = z
-  .string()
-  .max(200)
-  .regex(/^[^\r\n\t\u0000]*$/, 'no control characters');
+/** C0 controls and DEL: they could end a line in a rendered file or forge log lines. */
+const NO_CONTROL_CHARS = /^[^\u0000-\u001f\u007f]*$/;
+const isoTime = z.string().max(40).regex(NO_CONTROL_CHARS, 'no control characters');
+const shortText = z.string().max(200).regex(NO_CONTROL_CHARS, 'no control characters');
 
 export const nodeRecordSchema = z.object({
   id: nodeId,
@@ -56,7 +59,16 @@ export const nodeRecordSchema = z.object({
   startedAt: isoTime,
   updatedAt: isoTime,
   /** Free-form agent facts shown by the console (phase, restarts, probe latency...). */
-  stats: z.record(z.string().max(64), z.union([z.string().max(200), z.number(), z.boolean()])).optional(),
+  stats: z
+    .record(
+      z.string().max(64).regex(NO_CONTROL_CHARS, 'no control characters'),
+      z.union([
+        z.string().max(200).regex(NO_CONTROL_CHARS, 'no control characters'),
+        z.number(),
+        z.boolean(),
+      ]),
+    )
+    .optional(),
 });
 export type NodeRecord = z.infer<typeof nodeRecordSchema>;
 export type NodeRecordInput = z.input<typeof nodeRecordSchema>;
@@ -115,7 +127,8 @@ export const dispatcherStatusSchema = z.object({
 export type DispatcherStatus = z.infer<typeof dispatcherStatusSchema>;
 
 function decodeJson<T>(schema: z.ZodType<T>, raw: string, what: string): Result<T> {
-  if (Buffer.byteLength(raw, 'utf8') > MAX_RECORD_BYTES) return fail(`${what} larger than ${MAX_RECORD_BYTES} bytes`);
+  if (Buffer.byteLength(raw, 'utf8') > MAX_RECORD_BYTES)
+    return fail(`${what} larger than ${MAX_RECORD_BYTES} bytes`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
@@ -130,8 +143,10 @@ function decodeJson<T>(schema: z.ZodType<T>, raw: string, what: string): Result<
   return ok(res.data);
 }
 
-export const decodeNodeRecord = (raw: string): Result<NodeRecord> => decodeJson(nodeRecordSchema, raw, 'node record');
-export const decodeStaticNode = (raw: string): Result<StaticNode> => decodeJson(staticNodeSchema, raw, 'static node');
+export const decodeNodeRecord = (raw: string): Result<NodeRecord> =>
+  decodeJson(nodeRecordSchema, raw, 'node record');
+export const decodeStaticNode = (raw: string): Result<StaticNode> =>
+  decodeJson(staticNodeSchema, raw, 'static node');
 export const decodeIntent = (raw: string): Result<Intent> => decodeJson(intentSchema, raw, 'intent');
 export const decodeDispatcherStatus = (raw: string): Result<DispatcherStatus> =>
   decodeJson(dispatcherStatusSchema, raw, 'dispatcher status');

@@ -67,6 +67,13 @@ export interface KvStore {
   list(prefix: string): Promise<KvListing>;
   /** Returns the revision of the write. */
   put(key: string, value: string, opts?: { lease?: Lease }): Promise<number>;
+  /**
+   * Compare-and-put, for read-modify-write without lost updates (operator intents): writes
+   * `value` (without lease) only if the key's modRevision still equals `expectedModRevision`
+   * (0: only if the key does not exist). Returns the revision of the write, or undefined when the
+   * key changed meanwhile. Optional so that test fakes need not implement it; both backends do.
+   */
+  putIfModRevision?(key: string, value: string, expectedModRevision: number): Promise<number | undefined>;
   /** Returns true when a key was deleted. */
   delete(key: string): Promise<boolean>;
   grantLease(ttlMs: number): Promise<Lease>;
@@ -77,5 +84,10 @@ export interface KvStore {
   watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Promise<Watch>;
   /** A cheap round trip to check the store answers (for /readyz). */
   ping(): Promise<void>;
+  /**
+   * Drops history below `revision` (etcd compaction; the embedded store trims its event log).
+   * Watches that would resume below it get onCompacted. Optional (operators and tests).
+   */
+  compact?(revision: number): Promise<void>;
   close(): Promise<void>;
 }

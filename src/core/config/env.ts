@@ -61,7 +61,8 @@ export function coerceText(text: string, kind: LeafKind, show = true): Coerced {
       const values: unknown[] = [];
       for (const part of text.split(',')) {
         const element = coerceText(kind.element.type === 'string' ? part.trim() : part, kind.element, show);
-        if (!element.ok) return { ok: false, message: `list element ${values.length + 1}: ${element.message}` };
+        if (!element.ok)
+          return { ok: false, message: `list element ${values.length + 1}: ${element.message}` };
         values.push(element.value);
       }
       return { ok: true, value: values };

@@ -3,11 +3,15 @@ import { extname } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { coerceText, DEFAULT_ENV_PREFIX, envNameFor } from './env.ts';
+import { findJsonErrorOffset } from './json-error.ts';
 import { redactUrlPasswords } from './redact.ts';
 import { type ConfigLeaf, leafKindOf, listLeaves, objectNodeOf } from './schema-walk.ts';
 
-/** Where a value came from, in increasing precedence (schema defaults come first of all). */
-export type ConfigSource = 'file' | 'env' | 'flags';
+/**
+ * Where a value came from, in increasing precedence: schema defaults (no source), the caller's
+ * defaults (e.g. `switchyard start`'s single-host choices), the file, the environment, flags.
+ */
+export type ConfigSource = 'defaults' | 'file' | 'env' | 'flags';
 
 /** One thing wrong with the configuration. Every problem is reported, not just the first. */
 export interface ConfigProblem {
@@ -27,6 +31,11 @@ export type ConfigResult<T> = { ok: true; config: Readonly<T> } | { ok: false; p
 export interface LoadConfigOptions<S extends z.ZodType> {
   /** An object schema; defaults live in it. */
   schema: S;
+  /**
+   * Defaults of the caller that override the schema's (`switchyard start` pins the single-host
+   * choices here so that they hold even if a schema default changes). Taken as typed.
+   */
+  defaults?: Readonly<Record<string, unknown>> | undefined;
   /** A .yaml, .yml or .json file. */
   file?: string | undefined;
   /** Defaults to process.env: the only place in switchyard that reads it. */
@@ -91,7 +100,9 @@ function suggest(name: string, candidates: Iterable<string>): string {
       bestDistance = d;
     }
   }
-  return best !== undefined && bestDistance <= 3 && bestDistance < name.length / 2 ? ` (did you mean ${best}?)` : '';
+  return best !== undefined && bestDistance <= 3 && bestDistance <= name.length / 2
+    ? ` (did you mean ${best}?)`
+    : '';
 }
 
 function lineColAt(text: string, offset: number): { line: number; col: number } {
@@ -114,19 +125,21 @@ function readFileLayer(file: string): { value?: Plain; problems: ConfigProblem[]
     text = readFileSync(file, 'utf8').replace(/^\uFEFF/, '');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (err as Error).message;
+    const why =
+      code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (err as Error).message;
     return { problems: [problem(file, `cannot read config file: ${why}`)] };
   }
   let parsed: unknown;
   if (ext === '.json') {
     try {
       parsed = JSON.parse(text);
-    } catch (err) {
-      const message = (err as Error).message;
-      const at = /at position (\d+)/.exec(message);
-      const { line, col } = lineColAt(text, at ? Number(at[1]) : text.length);
-      const reason = message.replace(/\s*(?:in JSON )?at position \d+.*$/s, '').replace(/^JSON\.parse: /, '');
-      return { problems: [problem(`${file}:${line}:${col}`, `invalid JSON: ${reason}`)] };
+    } catch {
+      // V8's message quotes the text around the error, which may be a secret: say where, not what.
+      const offset = findJsonErrorOffset(text);
+      const { line, col } = lineColAt(text, offset);
+      const what =
+        offset >= text.length ? 'unexpected end of input' : `unexpected ${JSON.stringify(text[offset])}`;
+      return { problems: [problem(`${file}:${line}:${col}`, `invalid JSON: ${what}`)] };
     }
   } else {
     const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
@@ -147,7 +160,8 @@ function readFileLayer(file: string): { value?: Plain; problems: ConfigProblem[]
     }
   }
   if (parsed === null || parsed === undefined) return { value: {}, problems: [] };
-  if (!isPlainObject(parsed)) return { problems: [problem(file, 'the top level must be a mapping of config keys')] };
+  if (!isPlainObject(parsed))
+    return { problems: [problem(file, 'the top level must be a mapping of config keys')] };
   return { value: parsed, problems: [] };
 }
 
@@ -165,7 +179,12 @@ interface LayerContext {
  * reported with their path and dropped, undefined values are skipped, and flag strings are
  * coerced to what the key expects.
  */
-function sanitizeLayer(value: unknown, schema: z.core.$ZodType | undefined, path: string[], ctx: LayerContext): unknown {
+function sanitizeLayer(
+  value: unknown,
+  schema: z.core.$ZodType | undefined,
+  path: string[],
+  ctx: LayerContext,
+): unknown {
   const node = schema === undefined ? undefined : objectNodeOf(schema);
   if (node !== undefined && isPlainObject(value)) {
     const out: Plain = {};
@@ -196,18 +215,9 @@ function sanitizeLayer(value: unknown, schema: z.core.$ZodType | undefined, path
   };
   if (typeof value === 'string' && kind.type !== 'string') return coerce(value);
   if (kind.type === 'array' && Array.isArray(value) && value.every((v) => typeof v === 'string')) {
-    const element = kind.element;
-    if (element.type === 'string') return value;
-    const out: unknown[] = [];
-    for (const [i, v] of (value as string[]).entries()) {
-      const res = coerceText(v, element, !ctx.isSecret(path));
-      if (!res.ok) {
-        ctx.problems.push({ path: [...path, String(i)].join('.'), message: res.message, source: ctx.source });
-        return undefined;
-      }
-      out.push(res.value);
-    }
-    return out;
+    if (kind.element.type === 'string') return value;
+    // A repeated flag (`--set 1 --set 2`), each possibly a list itself (`--set 1,2`).
+    return coerce(value.join(','));
   }
   return value;
 }
@@ -291,7 +301,10 @@ function mergeLayer(
   }
 }
 
-function attribute(path: readonly PropertyKey[], provenance: Provenance): Pick<ConfigProblem, 'source' | 'origin'> {
+function attribute(
+  path: readonly PropertyKey[],
+  provenance: Provenance,
+): Pick<ConfigProblem, 'source' | 'origin'> {
   const keys = path.map(String);
   for (let n = keys.length; n > 0; n--) {
     const found = provenance.get(keys.slice(0, n).join('.'));
@@ -309,8 +322,8 @@ function deepFreeze<T>(value: T): T {
 }
 
 /**
- * Loads a role's configuration: schema defaults, then the file, then SWITCHYARD_* environment
- * variables, then command-line flags, deep-merged in that order (objects key by key, arrays
+ * Loads a role's configuration: schema defaults (then the caller's `defaults`), then the file,
+ * then SWITCHYARD_* environment variables, then command-line flags, deep-merged in that order (objects key by key, arrays
  * replace). Validates once and reports every problem with its path and source; on success the
  * config is deep-frozen. Never throws for bad input: the caller prints
  * `formatConfigProblems(problems)` and exits 2.
@@ -336,13 +349,25 @@ export function loadConfig<S extends z.ZodType>(opts: LoadConfigOptions<S>): Con
   const provenance: Provenance = new Map();
   const schema = opts.schema as unknown as z.core.$ZodType;
 
+  if (opts.defaults !== undefined) {
+    const ctx: LayerContext = { source: 'defaults', problems, coerceStrings: false, isSecret };
+    const clean = sanitizeLayer(opts.defaults, schema, [], ctx);
+    if (isPlainObject(clean)) mergeLayer(merged, clean, [], 'defaults', provenance, () => undefined);
+  }
+
   let fileUnreadable = false;
   if (opts.file !== undefined) {
     const { value, problems: fileProblems } = readFileLayer(opts.file);
     problems.push(...fileProblems);
     if (value === undefined) fileUnreadable = true;
     else {
-      const ctx: LayerContext = { source: 'file', origin: opts.file, problems, coerceStrings: false, isSecret };
+      const ctx: LayerContext = {
+        source: 'file',
+        origin: opts.file,
+        problems,
+        coerceStrings: false,
+        isSecret,
+      };
       const clean = sanitizeLayer(value, schema, [], ctx) as Plain;
       const file = opts.file;
       mergeLayer(merged, clean, [], 'file', provenance, () => file);
@@ -365,10 +390,12 @@ export function loadConfig<S extends z.ZodType>(opts: LoadConfigOptions<S>): Con
   const parsed = opts.schema.safeParse(merged);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
-      const keys = issue.code === 'unrecognized_keys' ? issue.keys.map((k) => [...issue.path, k]) : [issue.path];
+      const keys =
+        issue.code === 'unrecognized_keys' ? issue.keys.map((k) => [...issue.path, k]) : [issue.path];
       for (const path of keys) {
         const where = attribute(path, provenance);
-        const message = issue.code === 'unrecognized_keys' ? 'unknown key' : redactUrlPasswords(issue.message);
+        const message =
+          issue.code === 'unrecognized_keys' ? 'unknown key' : redactUrlPasswords(issue.message);
         problems.push({ path: path.map(String).join('.') || '(root)', message, ...where });
       }
     }
@@ -387,4 +414,3 @@ export function formatConfigProblems(problems: readonly ConfigProblem[]): string
     })
     .join('');
 }
-

@@ -107,7 +107,8 @@ export function leafKindOf(schema: z.ZodType | z.core.$ZodType): LeafKind {
       // A union of scalars of one kind (e.g. two enums) is written like that kind; anything else is JSON.
       const kinds = def.options.map((o) => leafKindOf(o));
       const first = kinds[0];
-      if (first !== undefined && first.type !== 'array' && kinds.every((k) => k.type === first.type)) return first;
+      if (first !== undefined && first.type !== 'array' && kinds.every((k) => k.type === first.type))
+        return first;
       return { type: 'json' };
     }
     default:
@@ -119,8 +120,14 @@ function readDefault(schema: z.core.$ZodType): { hasDefault: boolean; defaultVal
   let current = schema;
   for (let depth = 0; depth < 64; depth++) {
     const def = defOf(current);
-    if (def.type === 'default' || def.type === 'prefault') return { hasDefault: true, defaultValue: def.defaultValue };
-    if (def.type === 'optional' || def.type === 'nullable' || def.type === 'readonly' || def.type === 'catch') {
+    if (def.type === 'default' || def.type === 'prefault')
+      return { hasDefault: true, defaultValue: def.defaultValue };
+    if (
+      def.type === 'optional' ||
+      def.type === 'nullable' ||
+      def.type === 'readonly' ||
+      def.type === 'catch'
+    ) {
       current = def.innerType;
       continue;
     }

@@ -17,8 +17,18 @@ const node = (id: string, over: Partial<NodeRecord> = {}): NodeRecord => ({
   updatedAt: T,
   ...over,
 });
-const intent = (over: Partial<Intent>): Intent => ({ drain: false, disable: false, by: 'op', updatedAt: T, ...over });
-const viewOf = (nodes: NodeRecord[], intents: Record<string, Intent> = {}, statics: StaticNode[] = []): RegistryView => ({
+const intent = (over: Partial<Intent>): Intent => ({
+  drain: false,
+  disable: false,
+  by: 'op',
+  updatedAt: T,
+  ...over,
+});
+const viewOf = (
+  nodes: NodeRecord[],
+  intents: Record<string, Intent> = {},
+  statics: StaticNode[] = [],
+): RegistryView => ({
   ...emptyView(),
   nodes: new Map(nodes.map((n) => [n.id, n])),
   intents: new Map(Object.entries(intents)),

@@ -34,7 +34,11 @@ test('dispatcher-list - renders the golden file', () => {
 });
 
 test('dispatcher-list - same input in any order renders byte-identical files', () => {
-  const a = [dest(), dest({ duid: 'b', uri: 'sip:10.0.0.2' }), dest({ duid: 'c', uri: 'sip:10.0.0.3', setId: 3 })];
+  const a = [
+    dest(),
+    dest({ duid: 'b', uri: 'sip:10.0.0.2' }),
+    dest({ duid: 'c', uri: 'sip:10.0.0.3', setId: 3 }),
+  ];
   assert.equal(renderDispatcherList(a).text, renderDispatcherList([...a].reverse()).text);
 });
 
@@ -67,7 +71,10 @@ test('dispatcher-list - percent weights sum to 100 and keep every node', () => {
 });
 
 test('dispatcher-list - parse reads back what render wrote', () => {
-  const dests = [dest(), dest({ duid: 'x2', uri: 'sip:10.0.0.9:5070', enabled: false, weight: 7, maxCalls: 3 })];
+  const dests = [
+    dest(),
+    dest({ duid: 'x2', uri: 'sip:10.0.0.9:5070', enabled: false, weight: 7, maxCalls: 3 }),
+  ];
   const parsed = parseDispatcherList(renderDispatcherList(dests).text);
   assert.equal(parsed.skipped, 0);
   assert.deepEqual(
