@@ -1,3 +1,5 @@
+export { type AdminServer, type AdminServerOptions, startAdminServer } from './admin-server.ts';
+export * from './config/index.ts';
 export { describeError, ErrorCode, SwitchyardError } from './errors.ts';
 export {
   createLogger,

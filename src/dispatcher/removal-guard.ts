@@ -6,6 +6,12 @@ export interface RemovalGuardOptions {
   maxFraction: number;
   /** Taking out this many nodes or fewer is never held. */
   alwaysAllow: number;
+  /**
+   * Removals this close together count as one change. Records vanish one watch event at a time
+   * (leases expire, keys are deleted one by one): judging each event alone would let a wipe
+   * through one node at a time.
+   */
+  windowMs: number;
 }
 
 export interface HeldRemoval {
@@ -28,10 +34,13 @@ interface HeldEntry {
  * switchyard's own SIP OPTIONS show them dead (then they go) or the records come back.
  *
  * "Lost" means active in the last applied list and now absent, or disabled by the node's own
- * state. Operator intent (drain, disable) is never held: it is deliberate.
+ * state. Operator intent (drain, disable) is never held: it is deliberate. Removals within
+ * windowMs of each other are judged as one change.
  */
 export function createRemovalGuard(opts: RemovalGuardOptions) {
   const held = new Map<string, HeldEntry>();
+  /** Active nodes that left a set without being held, and when: they count within windowMs. */
+  const recentlyRemoved = new Map<string, { setId: number; at: number }>();
 
   function apply(
     desired: readonly DesiredDestination[],
@@ -40,6 +49,8 @@ export function createRemovalGuard(opts: RemovalGuardOptions) {
   ): { destinations: DesiredDestination[]; held: HeldRemoval[]; toProbe: DesiredDestination[] } {
     if (!lastApplied) return { destinations: [...desired], held: [], toProbe: [] };
     const desiredByKey = new Map(desired.map((d) => [destinationKey(d.setId, d.duid), d]));
+    for (const [key, r] of recentlyRemoved)
+      if (now - r.at > opts.windowMs || desiredByKey.get(key)?.enabled) recentlyRemoved.delete(key);
     const sets = new Set(lastApplied.map((d) => d.setId));
     const keep = new Map<string, DesiredDestination>();
     const heldOut: HeldRemoval[] = [];
@@ -50,8 +61,17 @@ export function createRemovalGuard(opts: RemovalGuardOptions) {
         const now = desiredByKey.get(destinationKey(d.setId, d.duid));
         return now === undefined || (!now.enabled && !now.byOperator);
       });
-      const fraction = activeBefore.length === 0 ? 0 : lost.length / activeBefore.length;
-      if (lost.length <= opts.alwaysAllow || fraction <= opts.maxFraction) continue;
+      const lostKeys = new Set(lost.map((d) => destinationKey(d.setId, d.duid)));
+      const earlier = [...recentlyRemoved].filter(([k, r]) => r.setId === setId && !lostKeys.has(k)).length;
+      // The change is judged together with the removals of the last windowMs, against the set
+      // as it was before them.
+      const removed = lost.length + earlier;
+      const base = activeBefore.length + earlier;
+      const fraction = base === 0 ? 0 : removed / base;
+      if (removed <= opts.alwaysAllow || fraction <= opts.maxFraction) {
+        for (const k of lostKeys) recentlyRemoved.set(k, { setId, at: now });
+        continue;
+      }
       const names: string[] = [];
       for (const d of lost) {
         const key = destinationKey(d.setId, d.duid);

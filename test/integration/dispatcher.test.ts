@@ -53,12 +53,14 @@ async function rig(
   opts: {
     kamailio?: KamailioInstance;
     prefix?: string;
+    /** Registry spec; the shared one-member etcd when absent. */
+    registry?: string;
     massRemoval?: { maxFraction: number; alwaysAllow: number };
   } = {},
 ): Promise<Rig> {
   const prefix = opts.prefix ?? `/sy-test-${process.pid}-${++prefixCounter}`;
   const logger = createSilentLogger();
-  const store = await openStore(etcd.spec, { callTimeoutMs: 1000, logger });
+  const store = await openStore(opts.registry ?? etcd.spec, { callTimeoutMs: 1000, logger });
   stores.push(store);
   const registry = createRegistry(store, { prefix, logger });
   const kamailio = opts.kamailio ?? (await startKamailio({ reloadDeltaS: 1, pingIntervalS: 1 }));
@@ -76,6 +78,7 @@ async function rig(
       massRemoval: {
         maxFraction: opts.massRemoval?.maxFraction ?? 1,
         alwaysAllow: opts.massRemoval?.alwaysAllow ?? 1,
+        windowMs: 10_000,
         probeTimeoutMs: 800,
         recheckIntervalMs: 500,
       },
@@ -373,13 +376,25 @@ describe('dispatcher on real Kamailio and etcd', { timeout: 240_000 }, () => {
       await waitFor(async () => Object.values(await flagsOf(r.kamailio.rpc)).join() === 'A,A,A', {
         what: 'three up',
       });
-      // The registry loses all three records at once while the backends are healthy.
-      for (let i = 0; i < 3; i++) await r.registry.removeStatic(`m${i}`);
+      // The registry loses the three records one after the other while the backends are healthy.
+      // The first removal alone is within alwaysAllow and goes through; the next two, in the
+      // same window, make it most of the set: they are held.
+      await r.registry.removeStatic('m0');
+      await waitFor(async () => Object.keys(await flagsOf(r.kamailio.rpc)).length === 2, {
+        what: 'm0 removed',
+      });
+      await r.registry.removeStatic('m1');
+      await sleep(200);
+      await r.registry.removeStatic('m2');
       await waitFor(() => r.dispatcher.status().heldRemoval !== undefined, { what: 'hold reported' });
       await sleep(1500);
-      assert.equal(Object.keys(await flagsOf(r.kamailio.rpc)).length, 3, 'held: still in Kamailio');
+      assert.deepEqual(
+        Object.keys(await flagsOf(r.kamailio.rpc)).sort(),
+        ['m1', 'm2'],
+        'held: still in Kamailio',
+      );
       // Now they really die: OPTIONS fail, so the removal goes through.
-      for (const b of extra) await b.stop();
+      for (const b of extra.slice(1)) await b.stop();
       await waitFor(async () => (await r.kamailio.rpc.listDispatchers()).length === 0, {
         timeoutMs: 10_000,
         what: 'dead nodes removed',
@@ -457,7 +472,13 @@ describe('dispatcher on real Kamailio and etcd', { timeout: 240_000 }, () => {
         reloadDeltaMs: 1000,
         verifyIntervalMs: 300,
         statusTtlMs: 5000,
-        massRemoval: { maxFraction: 1, alwaysAllow: 1, probeTimeoutMs: 500, recheckIntervalMs: 500 },
+        massRemoval: {
+          maxFraction: 1,
+          alwaysAllow: 1,
+          windowMs: 0,
+          probeTimeoutMs: 500,
+          recheckIntervalMs: 500,
+        },
       },
       registry,
       rpc: kamailio.rpc,
@@ -479,6 +500,48 @@ describe('dispatcher on real Kamailio and etcd', { timeout: 240_000 }, () => {
       await store.close();
       await kamailio.stop();
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('dispatcher on a 3-member etcd cluster', { timeout: 120_000 }, () => {
+  test('dispatcher - the etcd leader is SIGKILLed: Kamailio keeps its set, then a drain goes through', async (t) => {
+    const cluster = await startEtcd({ members: 3 });
+    const r = await rig({ registry: cluster.spec });
+    let killed: string | undefined;
+    try {
+      const [b0, b1] = backends as [SippUas, SippUas];
+      await r.registry.announce(record('l1', b0), { ttlMs: 4000 });
+      await r.registry.announce(record('l2', b1), { ttlMs: 4000 });
+      await waitFor(async () => Object.values(await flagsOf(r.kamailio.rpc)).join() === 'A,A', {
+        what: 'both up',
+      });
+      killed = await cluster.leaderName();
+      const t0 = performance.now();
+      await cluster.kill(killed, 'SIGKILL');
+      // While the cluster elects a new leader, nothing Kamailio routes to may change.
+      const until = Date.now() + 3000;
+      while (Date.now() < until) {
+        assert.deepEqual(await flagsOf(r.kamailio.rpc), { l1: 'A', l2: 'A' }, 'no flap during the election');
+        await sleep(100);
+      }
+      await waitFor(
+        async () => {
+          await r.registry.setIntent('l1', { drain: true, reason: 'leader test' });
+          return true;
+        },
+        { timeoutMs: 15_000, intervalMs: 200, what: 'registry writable after the election' },
+      );
+      await waitFor(async () => (await flagsOf(r.kamailio.rpc)).l1 === 'D', {
+        timeoutMs: 10_000,
+        what: 'l1 drained through the new leader',
+      });
+      t.diagnostic(`leader ${killed} killed; drain applied ${Math.round(performance.now() - t0)} ms later`);
+      assert.equal((await flagsOf(r.kamailio.rpc)).l2, 'A', 'the other node kept its lease');
+      await waitFor(() => r.dispatcher.status().registryConnected && r.dispatcher.status().inSync);
+    } finally {
+      await r.close();
+      await cluster.stop();
     }
   });
 });
