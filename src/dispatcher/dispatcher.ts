@@ -5,7 +5,7 @@ import type { KamailioRpc } from '../net/kamailio-rpc-types.ts';
 import { parseDispatcherList, type RenderedList, renderDispatcherList } from '../proto/dispatcher-list.ts';
 import type { DispatcherStatus } from '../registry/records.ts';
 import type { RegistryView } from '../registry/view.ts';
-import { compareWithKamailio } from './compare.ts';
+import { compareWithKamailio, type StateChange } from './compare.ts';
 import type { DispatcherConfig } from './config.ts';
 import { computeDesired, type DesiredDestination } from './desired.ts';
 import { readListFile, writeListFileAtomic } from './list-file.ts';
@@ -55,6 +55,8 @@ export interface DispatcherHandle {
 }
 
 const MAX_ROUNDS_PER_PASS = 4;
+/** set_duid_state calls in flight at once (Kamailio's RPC workers are few; a burst of 1,000 would queue). */
+const STATE_CHANGE_CONCURRENCY = 8;
 
 /**
  * One dispatcher per Kamailio: watches the registry, renders dispatcher.list, writes it
@@ -208,16 +210,11 @@ export function createDispatcher(deps: DispatcherDeps): DispatcherHandle {
       }
       inSync = false;
       m.inSync.set(0);
-      if (cmp.stateChanges.length > 0) {
-        const results = await Promise.allSettled(
-          cmp.stateChanges.map((s) => rpc.setDuidState(s.state, s.setId, s.duid)),
-        );
-        results.forEach((r, i) => {
-          const change = cmp.stateChanges[i]!;
-          m.stateChanges.inc({ state: change.state, result: r.status === 'fulfilled' ? 'ok' : 'error' });
-          if (r.status === 'rejected') noteError(`set_duid_state ${change.duid}: ${describeError(r.reason)}`);
-        });
-      }
+      // A reload that can go now resets every state to the file's flags, and the states are
+      // re-applied from the read-back after it: set them first only when the reload must wait.
+      const reloadNow =
+        cmp.reloadReasons.length > 0 && fileOk && lastReloadAt + config.reloadDeltaMs - now() <= 0;
+      if (!reloadNow) await applyStates(cmp.stateChanges);
       if (cmp.reloadReasons.length > 0) {
         if (!fileOk) {
           schedule(retryDelay());
@@ -238,6 +235,7 @@ export function createDispatcher(deps: DispatcherDeps): DispatcherHandle {
         } catch (err) {
           if (SwitchyardError.is(err) && err.code === 'SY_ERR_KAMAILIO_RELOAD_BUSY') {
             m.reloads.inc({ result: 'busy' });
+            await applyStates(cmp.stateChanges);
             lastReloadAt = now();
             busyRetries++;
             schedule(Math.min(config.reloadDeltaMs, 100 * 2 ** Math.min(busyRetries, 6)));
@@ -245,6 +243,7 @@ export function createDispatcher(deps: DispatcherDeps): DispatcherHandle {
           }
           m.reloads.inc({ result: 'error' });
           noteError(`reload: ${describeError(err)}`);
+          await applyStates(cmp.stateChanges);
           schedule(retryDelay());
           return;
         }
@@ -253,6 +252,23 @@ export function createDispatcher(deps: DispatcherDeps): DispatcherHandle {
       actual = await Promise.allSettled([rpc.listDispatchers()]).then((r) => r[0]);
     }
     schedule(0);
+  }
+
+  /** set_duid_state for each change, a few at a time: Kamailio serves RPC with few workers. */
+  async function applyStates(changes: readonly StateChange[]): Promise<void> {
+    const queue = [...changes];
+    const worker = async () => {
+      for (let change = queue.shift(); change !== undefined; change = queue.shift()) {
+        try {
+          await rpc.setDuidState(change.state, change.setId, change.duid);
+          m.stateChanges.inc({ state: change.state, result: 'ok' });
+        } catch (err) {
+          m.stateChanges.inc({ state: change.state, result: 'error' });
+          noteError(`set_duid_state ${change.duid}: ${describeError(err)}`);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(STATE_CHANGE_CONCURRENCY, queue.length) }, worker));
   }
 
   async function syncFile(rendered: RenderedList): Promise<void> {

@@ -160,8 +160,6 @@ export function assertLoopback(ip: string): void {
   }
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
 /**
  * For `describe(name, { skip: missingBinaries('kamailio', 'sipp') }, ...)`: false when every
  * command is on PATH, else the reason to skip ("not installed: sipp (.ci/run installs it)").

@@ -2,16 +2,9 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
-import {
-  type Daemon,
-  registerTempDir,
-  removeTempDir,
-  sleep,
-  spawnDaemon,
-  stopDaemon,
-  tailFile,
-} from './daemon.ts';
+import { type Daemon, registerTempDir, removeTempDir, spawnDaemon, stopDaemon, tailFile } from './daemon.ts';
 import { freeTcpPort } from './ports.ts';
+import { sleep } from './wait.ts';
 
 /**
  * Real etcd (Debian's etcd-server 3.4) for integration tests: one or three members on 127.0.0.1,

@@ -11,12 +11,12 @@ import {
   type Daemon,
   registerTempDir,
   removeTempDir,
-  sleep,
   spawnDaemon,
   stopDaemon,
   tailFile,
 } from './daemon.ts';
 import { freeTcpPort, freeUdpPort, loopbackHost } from './ports.ts';
+import { sleep } from './wait.ts';
 
 /**
  * A real Kamailio 5.6 load balancer (Debian's package) for integration tests and benchmarks,

@@ -8,11 +8,11 @@ import {
   type Daemon,
   registerTempDir,
   removeTempDir,
-  sleep,
   spawnDaemon,
   stopDaemon,
   tailFile,
 } from './daemon.ts';
+import { sleep } from './wait.ts';
 
 /**
  * SIPp 3.6 (Debian's sip-tester) as backends and as a call generator behind the test Kamailio,
