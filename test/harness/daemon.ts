@@ -161,10 +161,10 @@ export function assertLoopback(ip: string): void {
 }
 
 /**
- * For `describe(name, { skip: missingBinaries('kamailio', 'sipp') }, ...)`: false when every
- * command is on PATH, else the reason to skip ("not installed: sipp (.ci/run installs it)").
+ * Throws a clear error unless every command is on PATH. Tests of real components fail, never
+ * skip, when a component is missing: a skipped test cannot catch a breakage.
  */
-export function missingBinaries(...commands: string[]): string | false {
+export function requireBinaries(...commands: string[]): void {
   const dirs = (process.env['PATH'] ?? '').split(delimiter).filter(Boolean);
   const missing = commands.filter(
     (cmd) =>
@@ -177,5 +177,6 @@ export function missingBinaries(...commands: string[]): string | false {
         }
       }),
   );
-  return missing.length === 0 ? false : `not installed: ${missing.join(', ')} (.ci/run installs it)`;
+  if (missing.length > 0)
+    throw new Error(`not installed: ${missing.join(', ')} (bash .ci/run installs the Debian packages)`);
 }

@@ -3,7 +3,8 @@ import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
+import { type EtcdCluster, startEtcd } from '../harness/etcd.ts';
 import { freeTcpPort } from '../harness/ports.ts';
 
 /**
@@ -12,8 +13,10 @@ import { freeTcpPort } from '../harness/ports.ts';
  * developer's environment but PATH.
  */
 const MAIN = resolve(import.meta.dirname, '../../src/cli/main.ts');
-const REGISTRY_READY = existsSync(resolve(import.meta.dirname, '../../src/registry/index.ts'));
-const needsRegistry = REGISTRY_READY ? {} : { skip: 'src/registry/index.ts not written yet' };
+let etcd: EtcdCluster | undefined;
+after(async () => {
+  await etcd?.stop();
+});
 
 interface Run {
   code: number;
@@ -21,19 +24,23 @@ interface Run {
   stderr: string;
 }
 
+let sandboxes = 0;
+
 interface Sandbox {
   dir: string;
   run(args: string[], env?: Record<string, string>): Promise<Run>;
   json(args: string[]): Promise<Record<string, unknown>>;
 }
 
-function sandbox(t: { after(fn: () => void): void }): Sandbox {
+/** A temp dir and an empty registry: embedded in the dir, or a fresh prefix on a real etcd. */
+function sandbox(t: { after(fn: () => void): void }, registry?: string): Sandbox {
   const dir = mkdtempSync(join(tmpdir(), 'sy-cli-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const baseEnv = {
     PATH: process.env['PATH'] ?? '/usr/bin:/bin',
     HOME: dir,
-    SWITCHYARD_REGISTRY: `embedded:${dir}/registry.db`,
+    SWITCHYARD_REGISTRY: registry ?? `embedded:${dir}/registry.db`,
+    SWITCHYARD_REGISTRY_PREFIX: `/cli-${process.pid}-${++sandboxes}`,
   };
   const run = (args: string[], env: Record<string, string> = {}) =>
     new Promise<Run>((done) => {
@@ -79,99 +86,103 @@ test('cli - --help and --version exit 0', async (t) => {
   assert.match(version.stdout, /^\d+\.\d+\.\d+/);
 });
 
-test('cli - node add, nodes and node remove round trip', needsRegistry, async (t) => {
+for (const backend of ['embedded', 'etcd'] as const)
+  test(`cli - node add, nodes and node remove round trip (${backend})`, async (t) => {
+    if (backend === 'etcd') etcd ??= await startEtcd({ members: 1 });
+    const sb = sandbox(t, backend === 'etcd' ? etcd?.spec : undefined);
+    const added = await sb.json([
+      'node',
+      'add',
+      'pbx1',
+      '--uri',
+      'sip:10.0.0.5:5060',
+      '--set',
+      '2',
+      '--weight',
+      '30',
+    ]);
+    assert.equal(added['replaced'], false);
+    const human = await sb.run(['node', 'add', 'pbx2', '--uri', 'sip:pbx2.example.com:5080;transport=tcp']);
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(
+      human.stdout,
+      /added static node pbx2 -> sip:pbx2\.example\.com:5080;transport=tcp \(set 1\)/,
+    );
+
+    const listed = await sb.json(['nodes']);
+    const nodes = listed['nodes'] as NodeRowJson[];
+    assert.deepEqual(
+      nodes.map((n) => [n.id, n.setId, n.source, n.effective, n.weight]),
+      [
+        ['pbx2', 1, 'static', 'in-rotation', 10],
+        ['pbx1', 2, 'static', 'in-rotation', 30],
+      ],
+    );
+
+    const table = await sb.run(['nodes']);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /^ID\s+SET\s+URI\s+STATE\s+EFFECTIVE\s+WEIGHT\s+CALLS\s+SOURCE\s+AGE$/m);
+    assert.match(
+      table.stdout,
+      /^pbx1\s+2\s+sip:10\.0\.0\.5:5060\s+-\s+in rotation\s+30\s+-\s+static\s+\d+s$/m,
+    );
+    assert.match(table.stdout, /No dispatcher has reported\./);
+
+    const replaced = await sb.json(['node', 'add', 'pbx1', '--uri', 'sip:10.0.0.6:5060', '--set', '2']);
+    assert.equal(replaced['replaced'], true);
+
+    const removed = await sb.json(['node', 'remove', 'pbx1']);
+    assert.equal(removed['removed'], true);
+    const again = await sb.run(['node', 'remove', 'pbx1']);
+    assert.equal(again.code, 0);
+    assert.match(again.stderr, /^warning: no static node pbx1; nothing removed$/m);
+    const after = await sb.json(['nodes']);
+    assert.deepEqual(
+      (after['nodes'] as NodeRowJson[]).map((n) => n.id),
+      ['pbx2'],
+    );
+  });
+
+test('cli - drain, undrain, disable, enable and weight change what the dispatcher does', async (t) => {
   const sb = sandbox(t);
-  const added = await sb.json([
-    'node',
-    'add',
-    'pbx1',
-    '--uri',
-    'sip:10.0.0.5:5060',
-    '--set',
-    '2',
-    '--weight',
-    '30',
-  ]);
-  assert.equal(added['replaced'], false);
-  const human = await sb.run(['node', 'add', 'pbx2', '--uri', 'sip:pbx2.example.com:5080;transport=tcp']);
+  await sb.json(['node', 'add', 'as1', '--uri', 'sip:127.0.0.2:5060']);
+  const effective = async () => {
+    const nodes = (await sb.json(['nodes']))['nodes'] as NodeRowJson[];
+    const row = nodes.find((n) => n.id === 'as1');
+    assert.ok(row);
+    return row;
+  };
+
+  const drained = await sb.json(['drain', 'as1', '--reason', 'kernel update', '--by', 'alice']);
+  assert.equal(drained['known'], true);
+  assert.equal(drained['effective'], 'drained');
+  assert.deepEqual((drained['intent'] as Record<string, unknown>)['reason'], 'kernel update');
+  assert.equal((await effective()).effective, 'drained');
+
+  const human = await sb.run(['disable', 'as1']);
   assert.equal(human.code, 0, human.stderr);
-  assert.match(human.stdout, /added static node pbx2 -> sip:pbx2\.example\.com:5080;transport=tcp \(set 1\)/);
+  assert.equal(human.stdout, 'as1: disabled, drained; effective: disabled\n');
 
-  const listed = await sb.json(['nodes']);
-  const nodes = listed['nodes'] as NodeRowJson[];
-  assert.deepEqual(
-    nodes.map((n) => [n.id, n.setId, n.source, n.effective, n.weight]),
-    [
-      ['pbx2', 1, 'static', 'in-rotation', 10],
-      ['pbx1', 2, 'static', 'in-rotation', 30],
-    ],
-  );
+  await sb.json(['undrain', 'as1']);
+  assert.equal((await effective()).effective, 'disabled', 'disable still holds after undrain');
+  await sb.json(['enable', 'as1']);
+  assert.equal((await effective()).effective, 'in-rotation');
 
+  await sb.json(['weight', 'as1', '75']);
+  let row = await effective();
+  assert.equal(row.weight, 75);
+  assert.equal(row.weightOverridden, true);
   const table = await sb.run(['nodes']);
-  assert.equal(table.code, 0, table.stderr);
-  assert.match(table.stdout, /^ID\s+SET\s+URI\s+STATE\s+EFFECTIVE\s+WEIGHT\s+CALLS\s+SOURCE\s+AGE$/m);
-  assert.match(table.stdout, /^pbx1\s+2\s+sip:10\.0\.0\.5:5060\s+-\s+in rotation\s+30\s+-\s+static\s+\d+s$/m);
-  assert.match(table.stdout, /No dispatcher has reported\./);
+  assert.match(table.stdout, /^as1\s.*\s75\*\s/m);
+  assert.match(table.stdout, /weight set by an operator/);
 
-  const replaced = await sb.json(['node', 'add', 'pbx1', '--uri', 'sip:10.0.0.6:5060', '--set', '2']);
-  assert.equal(replaced['replaced'], true);
-
-  const removed = await sb.json(['node', 'remove', 'pbx1']);
-  assert.equal(removed['removed'], true);
-  const again = await sb.run(['node', 'remove', 'pbx1']);
-  assert.equal(again.code, 0);
-  assert.match(again.stderr, /^warning: no static node pbx1; nothing removed$/m);
-  const after = await sb.json(['nodes']);
-  assert.deepEqual(
-    (after['nodes'] as NodeRowJson[]).map((n) => n.id),
-    ['pbx2'],
-  );
+  await sb.json(['weight', 'as1', 'clear']);
+  row = await effective();
+  assert.equal(row.weight, 10);
+  assert.equal(row.weightOverridden, false);
 });
 
-test(
-  'cli - drain, undrain, disable, enable and weight change what the dispatcher does',
-  needsRegistry,
-  async (t) => {
-    const sb = sandbox(t);
-    await sb.json(['node', 'add', 'as1', '--uri', 'sip:127.0.0.2:5060']);
-    const effective = async () => {
-      const nodes = (await sb.json(['nodes']))['nodes'] as NodeRowJson[];
-      const row = nodes.find((n) => n.id === 'as1');
-      assert.ok(row);
-      return row;
-    };
-
-    const drained = await sb.json(['drain', 'as1', '--reason', 'kernel update', '--by', 'alice']);
-    assert.equal(drained['known'], true);
-    assert.equal(drained['effective'], 'drained');
-    assert.deepEqual((drained['intent'] as Record<string, unknown>)['reason'], 'kernel update');
-    assert.equal((await effective()).effective, 'drained');
-
-    const human = await sb.run(['disable', 'as1']);
-    assert.equal(human.code, 0, human.stderr);
-    assert.equal(human.stdout, 'as1: disabled, drained; effective: disabled\n');
-
-    await sb.json(['undrain', 'as1']);
-    assert.equal((await effective()).effective, 'disabled', 'disable still holds after undrain');
-    await sb.json(['enable', 'as1']);
-    assert.equal((await effective()).effective, 'in-rotation');
-
-    await sb.json(['weight', 'as1', '75']);
-    let row = await effective();
-    assert.equal(row.weight, 75);
-    assert.equal(row.weightOverridden, true);
-    const table = await sb.run(['nodes']);
-    assert.match(table.stdout, /^as1\s.*\s75\*\s/m);
-    assert.match(table.stdout, /weight set by an operator/);
-
-    await sb.json(['weight', 'as1', 'clear']);
-    row = await effective();
-    assert.equal(row.weight, 10);
-    assert.equal(row.weightOverridden, false);
-  },
-);
-
-test('cli - an intent for an unknown node is stored with a warning', needsRegistry, async (t) => {
+test('cli - an intent for an unknown node is stored with a warning', async (t) => {
   const sb = sandbox(t);
   const res = await sb.run(['drain', 'future-node', '--json']);
   assert.equal(res.code, 0, res.stderr);
@@ -227,7 +238,7 @@ test('cli - bad input exits 2 with a clear message, before touching the registry
   );
 });
 
-test('cli - an unreachable registry is a runtime error, exit 1', needsRegistry, async (t) => {
+test('cli - an unreachable registry is a runtime error, exit 1', async (t) => {
   const sb = sandbox(t);
   const port = await freeTcpPort();
   const res = await sb.run([
@@ -325,7 +336,7 @@ test('cli - a dispatcher config error lists every problem and exits 2', async (t
     );
 });
 
-test('cli - start runs the dispatcher on one host and exits 0 on SIGTERM', needsRegistry, async (t) => {
+test('cli - start runs the dispatcher on one host and exits 0 on SIGTERM', async (t) => {
   const sb = sandbox(t);
   // A port nothing answers on: the dispatcher must start (and keep retrying) without Kamailio.
   const rpcPort = await freeTcpPort();

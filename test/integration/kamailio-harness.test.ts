@@ -5,13 +5,15 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { missingBinaries } from '../harness/daemon.ts';
+import { requireBinaries } from '../harness/daemon.ts';
 import { startKamailio } from '../harness/kamailio.ts';
 import { freeUdpPort, loopbackHost } from '../harness/ports.ts';
 
 /** The Kamailio harness itself: life cycle, given ports and files, start-up failures. */
 
-describe('kamailio harness', { skip: missingBinaries('kamailio') }, () => {
+requireBinaries('kamailio');
+
+describe('kamailio harness', () => {
   test('kamailio harness - stop keeps the files, restart reuses ports and files, dispose cleans up', async () => {
     const kam = await startKamailio({ initialList: '1 sip:127.0.0.1:5999 0 0 duid=x;weight=100\n' });
     try {

@@ -4,7 +4,7 @@ import { request } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { SwitchyardError } from '../../src/core/errors.ts';
 import { createKamailioRpc } from '../../src/net/kamailio-rpc.ts';
-import { missingBinaries } from '../harness/daemon.ts';
+import { requireBinaries } from '../harness/daemon.ts';
 import { type KamailioInstance, startKamailio } from '../harness/kamailio.ts';
 import { loopbackHost } from '../harness/ports.ts';
 import { type SippUas, startSippUas } from '../harness/sipp.ts';
@@ -15,7 +15,9 @@ import { sleep, waitFor } from '../harness/wait.ts';
  * every 1 s) with a real SIPp UAS as a live backend. Tests run in order and share the daemon.
  */
 
-describe('kamailio rpc (real)', { skip: missingBinaries('kamailio', 'sipp') }, () => {
+requireBinaries('kamailio', 'sipp');
+
+describe('kamailio rpc (real)', () => {
   let kam: KamailioInstance;
   let backend: SippUas;
   const dead = loopbackHost();

@@ -1,14 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { createOptionsPinger, type OptionsPinger } from '../../src/net/options-pinger.ts';
-import { missingBinaries } from '../harness/daemon.ts';
+import { requireBinaries } from '../harness/daemon.ts';
 import { type KamailioInstance, startKamailio } from '../harness/kamailio.ts';
 import { loopbackHost } from '../harness/ports.ts';
 import { type SippUas, startSippUas } from '../harness/sipp.ts';
 
 /** The OPTIONS pinger against real peers: a SIPp UAS (uas_lb.xml) and the test Kamailio. */
 
-describe('options pinger (real)', { skip: missingBinaries('kamailio', 'sipp') }, () => {
+requireBinaries('kamailio', 'sipp');
+
+describe('options pinger (real)', () => {
   let pinger: OptionsPinger;
   let uas: SippUas;
   let kam: KamailioInstance;

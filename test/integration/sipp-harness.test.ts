@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { missingBinaries } from '../harness/daemon.ts';
+import { requireBinaries } from '../harness/daemon.ts';
 import { type KamailioInstance, startKamailio } from '../harness/kamailio.ts';
 import { loopbackHost } from '../harness/ports.ts';
 import { runSippUac, type SippUas, startSippUas } from '../harness/sipp.ts';
@@ -8,7 +8,9 @@ import { waitFor } from '../harness/wait.ts';
 
 /** Two real SIPp UAS behind the real test Kamailio; a SIPp UAC places calls through it. */
 
-describe('sipp harness', { skip: missingBinaries('kamailio', 'sipp') }, () => {
+requireBinaries('kamailio', 'sipp');
+
+describe('sipp harness', () => {
   let kamailio: KamailioInstance;
   const backends: SippUas[] = [];
 
