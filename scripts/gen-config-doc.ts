@@ -10,6 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import ts from 'typescript';
 import { z } from 'zod';
+import { agentConfigSchema } from '../src/agent/config.ts';
 import { cliConfigSchema } from '../src/cli/config.ts';
 import { envNameFor, listLeaves } from '../src/core/config/index.ts';
 import { dispatcherConfigSchema } from '../src/dispatcher/config.ts';
@@ -28,11 +29,13 @@ interface Section {
 const SECTIONS: Section[] = [
   { name: 'dispatcher', schema: dispatcherConfigSchema, source: 'src/dispatcher/config.ts' },
   { name: 'cli', schema: cliConfigSchema, source: 'src/cli/config.ts' },
+  { name: 'agent', schema: agentConfigSchema, source: 'src/agent/config.ts' },
 ];
 
 /** Defaults computed at run time, described instead of shown as this machine's value. */
 const DYNAMIC_DEFAULTS: Record<string, string> = {
   'dispatcher:name': 'the host name, characters outside `[A-Za-z0-9._-]` replaced by `-`',
+  'agent:nodeId': 'the host name, characters outside `[A-Za-z0-9._-]` replaced by `-`',
 };
 
 /** `path -> comment` for every property of the object literals in a schema file. */
@@ -73,8 +76,11 @@ type JsonSchema = {
 function describeType(s: JsonSchema): string {
   if (s.enum !== undefined) return `one of ${s.enum.map((v) => `\`${String(v)}\``).join(', ')}`;
   if (s.type === 'array') {
+    // Lists of objects are written as one JSON array (core/config/schema-walk.ts leafKindOf).
+    if (s.items?.type === 'object' || s.items?.type === 'array') return 'list of objects (env: JSON)';
     return `list of ${s.items ? describeType(s.items) : 'values'} (env: comma-separated)`;
   }
+  if (s.type === 'object') return 'mapping (env: JSON)';
   if (s.type === 'integer' || s.type === 'number') {
     const lo = s.minimum ?? s.exclusiveMinimum;
     const range =

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { agentConfigSchema } from '../agent/config.ts';
 import { dispatcherConfigSchema } from '../dispatcher/config.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -30,7 +31,11 @@ export type CliConfig = z.infer<typeof cliConfigSchema>;
  * Every schema that reads SWITCHYARD_* variables. One host often has one environment for all
  * its roles, so a variable meant for another role is not a typo for this one.
  */
-export const ROLE_CONFIG_SCHEMAS: readonly z.ZodType[] = [dispatcherConfigSchema, cliConfigSchema];
+export const ROLE_CONFIG_SCHEMAS: readonly z.ZodType[] = [
+  dispatcherConfigSchema,
+  cliConfigSchema,
+  agentConfigSchema,
+];
 
 /**
  * Dotted paths of secrets in the dispatcher config. None today: the only secrets it can hold are

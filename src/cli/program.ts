@@ -1,5 +1,6 @@
 import { Command, CommanderError } from '@commander-js/extra-typings';
 import pkg from '../../package.json' with { type: 'json' };
+import { registerAgentCommand } from './agent-command.ts';
 import { registerIntentCommands } from './intents.ts';
 import { registerNodeCommands } from './nodes.ts';
 import type { CliContext } from './operator.ts';
@@ -21,6 +22,7 @@ export function createProgram(ctx: CliContext): Command {
     '\nExit codes: 0 ok, 1 runtime error (registry or Kamailio unreachable...), 2 usage or config error.\n',
   );
   registerRoleCommands(program, ctx);
+  registerAgentCommand(program, ctx);
   registerNodeCommands(program, ctx);
   registerIntentCommands(program, ctx);
   return program;

@@ -3,6 +3,12 @@ import type { LeafKind } from './schema-walk.ts';
 /** Prefix of every environment variable switchyard reads. */
 export const DEFAULT_ENV_PREFIX = 'SWITCHYARD_';
 
+/**
+ * Variables switchyard sets for the commands it runs (the agent's hooks), not config. A hook
+ * that calls `switchyard nodes` inherits them; the loader must not call them unknown keys.
+ */
+export const PASSED_DOWN_ENV_NAMES = ['SWITCHYARD_PHASE', 'SWITCHYARD_PREVIOUS_PHASE'] as const;
+
 /** `kamailioRpc` -> `KAMAILIO_RPC`, `registryCallTimeoutMs` -> `REGISTRY_CALL_TIMEOUT_MS`. */
 function toUpperSnake(key: string): string {
   return key
@@ -74,4 +80,19 @@ export function coerceText(text: string, kind: LeafKind, show = true): Coerced {
         return { ok: false, message: `expected JSON${got}` };
       }
   }
+}
+
+/**
+ * The environment for processes switchyard starts (the supervised service, hooks): the agent's
+ * own, minus every SWITCHYARD_* variable. Config can carry secrets (the AMI URL's password) and
+ * a child gets what it needs explicitly (hooks: SWITCHYARD_PHASE and friends). Besides the
+ * loader, the only reader of process.env.
+ */
+export function childEnvironment(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env))
+    if (v !== undefined && !k.startsWith(DEFAULT_ENV_PREFIX)) out[k] = v;
+  return out;
 }

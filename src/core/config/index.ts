@@ -1,4 +1,10 @@
-export { coerceText, DEFAULT_ENV_PREFIX, envNameFor } from './env.ts';
+export {
+  childEnvironment,
+  coerceText,
+  DEFAULT_ENV_PREFIX,
+  envNameFor,
+  PASSED_DOWN_ENV_NAMES,
+} from './env.ts';
 export {
   type ConfigProblem,
   type ConfigResult,

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { coerceText, DEFAULT_ENV_PREFIX, envNameFor } from './env.ts';
+import { coerceText, DEFAULT_ENV_PREFIX, envNameFor, PASSED_DOWN_ENV_NAMES } from './env.ts';
 import { findJsonErrorOffset } from './json-error.ts';
 import { redactUrlPasswords } from './redact.ts';
 import { type ConfigLeaf, leafKindOf, listLeaves, objectNodeOf } from './schema-walk.ts';
@@ -38,7 +38,7 @@ export interface LoadConfigOptions<S extends z.ZodType> {
   defaults?: Readonly<Record<string, unknown>> | undefined;
   /** A .yaml, .yml or .json file. */
   file?: string | undefined;
-  /** Defaults to process.env: the only place in switchyard that reads it. */
+  /** Defaults to process.env (read only here and in childEnvironment). */
   env?: Readonly<Record<string, string | undefined>> | undefined;
   envPrefix?: string | undefined;
   /**
@@ -243,7 +243,7 @@ function readEnvLayer(
     if (typeof text !== 'string') continue;
     const leaf = byName.get(name);
     if (leaf === undefined) {
-      if (sharedNames.has(name)) continue;
+      if (sharedNames.has(name) || (PASSED_DOWN_ENV_NAMES as readonly string[]).includes(name)) continue;
       problems.push({
         path: name,
         message: `no config key is set by this variable${suggest(name, byName.keys())}`,
@@ -337,8 +337,10 @@ export function loadConfig<S extends z.ZodType>(opts: LoadConfigOptions<S>): Con
   const env = opts.env ?? process.env;
   const leaves = listLeaves(opts.schema);
   const secretPatterns = (opts.secretPaths ?? []).map((p) => p.split('.'));
+  // A leaf is secret when a secret path names it or lies inside it: `templateVars.*` makes the
+  // whole `templateVars` leaf (a record, written as JSON text) secret.
   const isSecret = (path: readonly string[]) =>
-    secretPatterns.some((p) => p.length === path.length && p.every((k, i) => k === '*' || k === path[i]));
+    secretPatterns.some((p) => p.length >= path.length && path.every((k, i) => p[i] === '*' || p[i] === k));
   const sharedNames = new Set<string>();
   for (const other of opts.sharedEnvSchemas ?? []) {
     for (const leaf of listLeaves(other)) sharedNames.add(envNameFor(leaf.path, prefix));

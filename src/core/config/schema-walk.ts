@@ -101,8 +101,14 @@ export function leafKindOf(schema: z.ZodType | z.core.$ZodType): LeafKind {
       if (typeof first === 'boolean') return { type: 'boolean' };
       return { type: 'string' };
     }
-    case 'array':
-      return { type: 'array', element: leafKindOf(def.element) };
+    case 'array': {
+      // Comma-separated text cannot carry structured elements (a JSON object has commas of its
+      // own): a list of objects or of lists is written as one JSON array.
+      const element = leafKindOf(def.element);
+      return element.type === 'json' || element.type === 'array'
+        ? { type: 'json' }
+        : { type: 'array', element };
+    }
     case 'union': {
       // A union of scalars of one kind (e.g. two enums) is written like that kind; anything else is JSON.
       const kinds = def.options.map((o) => leafKindOf(o));

@@ -355,3 +355,22 @@ test('config - the dispatcher schema loads with defaults and nested env keys', (
   assert.equal(config.admin.host, '127.0.0.1');
   assert.deepEqual(config.sets, [2, 3]);
 });
+
+test('config - lists of objects are one JSON value in the environment, not comma-separated', () => {
+  const s = z.object({ items: z.array(z.object({ a: z.string() }).strict()).default([]) }).strict();
+  assert.deepEqual(listLeaves(s)[0]?.kind, { type: 'json' });
+  const config = expectOk(loadConfig({ schema: s, env: { SWITCHYARD_ITEMS: '[{"a":"x,y"},{"a":"z"}]' } }));
+  assert.deepEqual(config.items, [{ a: 'x,y' }, { a: 'z' }]);
+});
+
+test('config - a structured leaf holding secrets is secret as a whole: broken JSON is not quoted', () => {
+  const s = z.object({ vars: z.record(z.string(), z.string()).default({}) }).strict();
+  const problems = expectProblems(
+    loadConfig({ schema: s, env: { SWITCHYARD_VARS: '{"pass":"hunter2"' }, secretPaths: ['vars.*'] }),
+  );
+  assert.doesNotMatch(formatConfigProblems(problems), /hunter2/);
+});
+
+test('config - the variables switchyard sets for hooks are not reported as unknown', () => {
+  expectOk(loadConfig({ schema, env: { SWITCHYARD_PHASE: 'up', SWITCHYARD_PREVIOUS_PHASE: 'warm-up' } }));
+});
