@@ -109,6 +109,9 @@ export interface AgentHandle {
   ready(): { ok: boolean; checks: Record<string, unknown> };
 }
 
+/** Longest delay of a call-count or stats update to the node record. */
+const RECORD_COALESCE_MS = 1000;
+
 export function createAgent(deps: AgentDeps): AgentHandle {
   const { options: o, logger } = deps;
   const now = deps.now ?? Date.now;
@@ -198,7 +201,8 @@ export function createAgent(deps: AgentDeps): AgentHandle {
 
   /**
    * Keeps the registry record current. State changes go out at once (every dispatcher disables
-   * a dead node on this write); call counts and stats are coalesced to one write per 250 ms.
+   * a dead node on this write); call counts and stats are coalesced to one write per
+   * RECORD_COALESCE_MS, so a busy node costs the registry one write a second, not one per call.
    * Nothing is written before the node was first ready: never announce before ready.
    */
   function writeRecord(urgent: boolean): void {
@@ -207,7 +211,7 @@ export function createAgent(deps: AgentDeps): AgentHandle {
       recordTimer ??= setTimeout(() => {
         recordTimer = undefined;
         writeRecord(true);
-      }, 250);
+      }, RECORD_COALESCE_MS);
       return;
     }
     if (recordTimer) clearTimeout(recordTimer);

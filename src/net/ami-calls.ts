@@ -59,13 +59,17 @@ export function createCallCounter(client: AmiClient, opts: CallCounterOptions = 
   let retryTimer: NodeJS.Timeout | undefined;
   let failedSyncs = 0;
   let closed = false;
+  /** count() of the current state; dropped on every change (counting calls walks every channel). */
+  let cached: CallCount | undefined;
   let last: CallCount = count();
 
   function count(): CallCount {
-    return { channels: channels.size, calls: new Set(channels.values()).size, synced };
+    cached ??= { channels: channels.size, calls: new Set(channels.values()).size, synced };
+    return cached;
   }
 
   function notify(): void {
+    cached = undefined;
     const now = count();
     if (now.channels === last.channels && now.calls === last.calls && now.synced === last.synced) return;
     last = now;
@@ -78,16 +82,19 @@ export function createCallCounter(client: AmiClient, opts: CallCounterOptions = 
     }
   }
 
-  function apply(event: AmiMessage, into: Map<string, string>): void {
+  /** Applies one channel event; true when it changed the map. */
+  function apply(event: AmiMessage, into: Map<string, string>): boolean {
     const uniqueid = getField(event, 'Uniqueid');
-    if (!uniqueid) return;
+    if (!uniqueid) return false;
     const name = getField(event, 'Event');
     const linkedid = getField(event, 'Linkedid') || uniqueid;
+    const before = into.get(uniqueid);
     if (name === 'Newchannel') into.set(uniqueid, linkedid);
     else if (name === 'Hangup') into.delete(uniqueid);
     // Transfers and masquerades can move a channel to another call's Linkedid; every channel
     // event carries the current one. Only known channels are updated: events never create one.
-    else if (into.has(uniqueid) && into.get(uniqueid) !== linkedid) into.set(uniqueid, linkedid);
+    else if (before !== undefined && before !== linkedid) into.set(uniqueid, linkedid);
+    return into.get(uniqueid) !== before;
   }
 
   /**
@@ -152,10 +159,8 @@ export function createCallCounter(client: AmiClient, opts: CallCounterOptions = 
     const name = getField(event, 'Event');
     if (name === undefined || getField(event, 'Uniqueid') === undefined) return;
     if (syncing) syncing.buffered.push(event);
-    else {
-      apply(event, channels);
-      notify();
-    }
+    // Most channel events (VarSet, Newexten, Newstate...) change nothing counted.
+    else if (apply(event, channels)) notify();
   });
 
   if (client.state === 'connected') void sync();
