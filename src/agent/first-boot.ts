@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../core/atomic-file.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
-import { writeFileAtomic } from './atomic-file.ts';
 import type { HookResult } from './hooks.ts';
 
 /**

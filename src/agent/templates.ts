@@ -1,7 +1,7 @@
 import { chmod, readFile, stat } from 'node:fs/promises';
+import { writeFileAtomic } from '../core/atomic-file.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
-import { writeFileAtomic } from './atomic-file.ts';
 import type { TemplateConfig } from './config.ts';
 import { TEMPLATE_VAR_NAME } from './template-vars.ts';
 

@@ -622,7 +622,7 @@ describe('registry on a 3-member etcd cluster', () => {
     const w = await watcherReg.watchView((v) => {
       if (!v.nodes.has('n5')) n5Missing = true;
     });
-    const a = await reg.announce(nodeInput('n5', 5075), { ttlMs: 2000 });
+    const a = await reg.announce(nodeInput('n5', 5075), { ttlMs: 3000 }); // the agent's default
     t.after(() => a.withdraw().catch(() => undefined));
     await waitFor('n5 in view', () => w.current().nodes.has('n5'));
     n5Missing = false;
@@ -651,7 +651,7 @@ describe('registry on a 3-member etcd cluster', () => {
 
     await a.update({ calls: 42 });
     await waitFor('update seen by the watch', () => w.current().nodes.get('n5')?.calls === 42, 8000);
-    await sleep(2500); // longer than the TTL: the lease must have survived the election
+    await sleep(3500); // longer than the TTL: the lease must have survived the election
     assert.equal(w.current().nodes.has('n5'), true);
     assert.equal(n5Missing, false, 'n5 never left the view');
 
