@@ -24,6 +24,7 @@ import { createMetricsRegistry } from '../src/core/metrics.ts';
 import { createDispatcher } from '../src/dispatcher/dispatcher.ts';
 import type { KamailioRpc } from '../src/net/kamailio-rpc-types.ts';
 import { createRegistry, openStore } from '../src/registry/index.ts';
+import { testDispatcherConfig } from '../test/harness/dispatcher.ts';
 import { startEtcd } from '../test/harness/etcd.ts';
 import { startFakeAmi } from '../test/harness/fake-ami.ts';
 import { startKamailio } from '../test/harness/kamailio.ts';
@@ -53,22 +54,11 @@ async function measureSelfHeal(etcdSpec: string): Promise<{ disabled: number[]; 
   const prefix = `/bench-agent-${process.pid}`;
   const registry = createRegistry(store, { prefix, logger });
   const dispatcher = createDispatcher({
-    config: {
+    config: testDispatcherConfig(kamailio, {
       name: 'bench-agent',
-      kamailioRpc: kamailio.rpcUrl,
-      listFile: kamailio.listFile,
-      sets: [],
-      reloadDeltaMs: 1000,
       verifyIntervalMs: 2000,
       statusTtlMs: 10_000,
-      massRemoval: {
-        maxFraction: 1,
-        alwaysAllow: 1,
-        windowMs: 0,
-        probeTimeoutMs: 500,
-        recheckIntervalMs: 5000,
-      },
-    },
+    }),
     registry,
     rpc: kamailio.rpc,
     probe: async () => true,

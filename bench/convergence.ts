@@ -14,6 +14,7 @@ import { createDispatcher } from '../src/dispatcher/dispatcher.ts';
 import type { KamailioRpc } from '../src/net/kamailio-rpc-types.ts';
 import { type ListDestination, renderDispatcherList } from '../src/proto/dispatcher-list.ts';
 import { createRegistry, type KvStore, openStore, type Registry } from '../src/registry/index.ts';
+import { testDispatcherConfig } from '../test/harness/dispatcher.ts';
 import { startEtcd } from '../test/harness/etcd.ts';
 import { type KamailioInstance, startKamailio } from '../test/harness/kamailio.ts';
 import { sleep, waitFor } from '../test/harness/wait.ts';
@@ -53,22 +54,12 @@ const record = (id: string, uri: string) => ({
 
 function benchDispatcher(kamailio: KamailioInstance, registry: Registry) {
   return createDispatcher({
-    config: {
+    config: testDispatcherConfig(kamailio, {
       name: 'bench',
-      kamailioRpc: kamailio.rpcUrl,
-      listFile: kamailio.listFile,
-      sets: [],
       reloadDeltaMs: RELOAD_DELTA_MS,
       verifyIntervalMs: 2000,
       statusTtlMs: 10_000,
-      massRemoval: {
-        maxFraction: 1,
-        alwaysAllow: 1,
-        windowMs: 0,
-        probeTimeoutMs: 500,
-        recheckIntervalMs: 5000,
-      },
-    },
+    }),
     registry,
     rpc: kamailio.rpc,
     probe: async () => true,

@@ -12,6 +12,7 @@ import { createDispatcher, type DispatcherHandle } from '../../src/dispatcher/di
 import type { KamailioRpc } from '../../src/net/kamailio-rpc-types.ts';
 import { createOptionsPinger } from '../../src/net/options-pinger.ts';
 import { createRegistry, type KvStore, openStore, type Registry } from '../../src/registry/index.ts';
+import { testDispatcherConfig } from '../harness/dispatcher.ts';
 import { type EtcdCluster, startEtcd } from '../harness/etcd.ts';
 import { startFakeAmi } from '../harness/fake-ami.ts';
 import { type KamailioInstance, startKamailio } from '../harness/kamailio.ts';
@@ -81,22 +82,7 @@ async function rig(): Promise<Rig> {
   const registry = createRegistry(store, { prefix, logger });
   const pinger = await createOptionsPinger({ logger });
   const dispatcher = createDispatcher({
-    config: {
-      name: `agent-test-${prefixCounter}`,
-      kamailioRpc: kamailio.rpcUrl,
-      listFile: kamailio.listFile,
-      sets: [],
-      reloadDeltaMs: 1000,
-      verifyIntervalMs: 500,
-      statusTtlMs: 5000,
-      massRemoval: {
-        maxFraction: 1,
-        alwaysAllow: 1,
-        windowMs: 0,
-        probeTimeoutMs: 500,
-        recheckIntervalMs: 500,
-      },
-    },
+    config: testDispatcherConfig(kamailio, { name: `agent-test-${prefixCounter}` }),
     registry,
     rpc: kamailio.rpc,
     probe: async (uri, timeoutMs) => (await pinger.probe(uri, { timeoutMs })).up,

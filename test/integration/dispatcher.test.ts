@@ -9,6 +9,7 @@ import { createDispatcher, type DispatcherHandle } from '../../src/dispatcher/di
 import type { KamailioRpc } from '../../src/net/kamailio-rpc-types.ts';
 import { createOptionsPinger } from '../../src/net/options-pinger.ts';
 import { createRegistry, type KvStore, openStore } from '../../src/registry/index.ts';
+import { testDispatcherConfig } from '../harness/dispatcher.ts';
 import { type EtcdCluster, startEtcd } from '../harness/etcd.ts';
 import { type KamailioInstance, startKamailio } from '../harness/kamailio.ts';
 import { loopbackHost } from '../harness/ports.ts';
@@ -67,14 +68,8 @@ async function rig(
   const pinger = await createOptionsPinger({ logger });
   const metrics = createMetricsRegistry();
   const dispatcher = createDispatcher({
-    config: {
+    config: testDispatcherConfig(kamailio, {
       name: `d${++dispatcherCounter}`,
-      kamailioRpc: kamailio.rpcUrl,
-      listFile: kamailio.listFile,
-      sets: [],
-      reloadDeltaMs: 1000,
-      verifyIntervalMs: 500,
-      statusTtlMs: 5000,
       massRemoval: {
         maxFraction: opts.massRemoval?.maxFraction ?? 1,
         alwaysAllow: opts.massRemoval?.alwaysAllow ?? 1,
@@ -82,7 +77,7 @@ async function rig(
         probeTimeoutMs: 800,
         recheckIntervalMs: 500,
       },
-    },
+    }),
     registry,
     rpc: kamailio.rpc,
     probe: async (uri, timeoutMs) => (await pinger.probe(uri, { timeoutMs })).up,
@@ -464,22 +459,11 @@ describe('dispatcher on real Kamailio and etcd', { timeout: 240_000 }, () => {
     const store = await openStore(etcd.spec, { callTimeoutMs: 1000, logger });
     const registry = createRegistry(store, { prefix: `/sy-ro-${process.pid}`, logger });
     const dispatcher = createDispatcher({
-      config: {
+      config: testDispatcherConfig(kamailio, {
         name: 'ro',
-        kamailioRpc: kamailio.rpcUrl,
         listFile: join(notADir, 'dispatcher.list'),
-        sets: [],
-        reloadDeltaMs: 1000,
         verifyIntervalMs: 300,
-        statusTtlMs: 5000,
-        massRemoval: {
-          maxFraction: 1,
-          alwaysAllow: 1,
-          windowMs: 0,
-          probeTimeoutMs: 500,
-          recheckIntervalMs: 500,
-        },
-      },
+      }),
       registry,
       rpc: kamailio.rpc,
       probe: async () => true,
