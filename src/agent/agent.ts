@@ -225,7 +225,9 @@ export function createAgent(deps: AgentDeps): AgentHandle {
   /** First readiness: the record appears, already `ready` (or `draining` if the operator said so). */
   async function announceUp(): Promise<void> {
     if (announcement) {
+      // Back after a restart; an operator drain still in force applies again.
       setPhase('up');
+      if (drainIntent && !shutdownRequested) void drain('intent');
       return;
     }
     if (announcing) return;
