@@ -7,7 +7,9 @@
  * in every figure (it is what an observer of Kamailio can see).
  * Usage: node bench/convergence.ts [--events N] (default 50 per measurement)
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createSilentLogger } from '../src/core/logger.ts';
 import { createMetricsRegistry } from '../src/core/metrics.ts';
 import { createDispatcher } from '../src/dispatcher/dispatcher.ts';
@@ -222,7 +224,10 @@ async function main() {
     results['drain (etcd)'] = summarize(d.drain);
     results['undrain (etcd)'] = summarize(d.undrain);
     console.log('drain done', results['drain (etcd)']);
-    const e = await measureDrain(`embedded:${process.env.TMPDIR ?? '/tmp'}/sy-bench-${process.pid}.db`);
+    const dbDir = await mkdtemp(join(tmpdir(), 'sy-bench-'));
+    const e = await measureDrain(`embedded:${join(dbDir, 'registry.db')}`).finally(() =>
+      rm(dbDir, { recursive: true, force: true }),
+    );
     results['drain (embedded)'] = summarize(e.drain);
     results['undrain (embedded)'] = summarize(e.undrain);
     console.log('embedded drain done', results['drain (embedded)']);
