@@ -13,8 +13,8 @@
  * Writes bench/results/agent.json and the `agent` block of docs/benchmarks.md.
  * Usage: node bench/agent.ts [--events N] (default 50 kills) [--seconds S] (default 30 per load)
  */
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { agentConfigSchema } from '../src/agent/config.ts';
@@ -40,7 +40,10 @@ const arg = (name: string, def: number) => {
 const EVENTS = arg('--events', 50);
 const SECONDS = arg('--seconds', 30);
 const UAS_SCENARIO = resolve(import.meta.dirname, '../test/fixtures/sipp/uas_lb.xml');
-const MAIN = resolve(import.meta.dirname, '../src/cli/main.ts');
+const ROOT = resolve(import.meta.dirname, '..');
+const BIN = resolve(ROOT, 'bin/switchyard.js');
+/** What production sets (docs/guides/agent.md): a 1 MB young generation instead of up to 32 MB. */
+const AGENT_NODE_OPTIONS = '--max-semi-space-size=1';
 const CLK_TCK = 100; // Linux USER_HZ: /proc/PID/stat times are in 1/100 s
 const logger = createSilentLogger();
 
@@ -142,13 +145,27 @@ async function sampleProcess(pid: number, seconds: number): Promise<{ cpuPct: nu
   return { cpuPct, rss };
 }
 
+/**
+ * The footprint is measured as production runs the agent: `bin/switchyard.js agent` on the
+ * compiled dist/ (built here, so it is current), with the documented NODE_OPTIONS.
+ */
+function buildDist(): void {
+  execFileSync(process.execPath, [resolve(ROOT, 'scripts/build.ts')], { stdio: 'ignore' });
+  const built = statSync(resolve(ROOT, 'dist/.built')).mtimeMs;
+  const stale = execFileSync('find', [resolve(ROOT, 'src'), '-newer', resolve(ROOT, 'dist/.built')], {
+    encoding: 'utf8',
+  }).trim();
+  if (stale) throw new Error(`sources changed during the build (${stale}); dist/ from ${built} is stale`);
+}
+
 async function measureFootprint(etcdSpec: string) {
+  buildDist();
   const ami = await startFakeAmi({ username: 'bench', secret: 'bench' });
   const uas = await startSippUas({ ip: loopbackHost(), port: 5060 });
   const child = spawn(
     process.execPath,
     [
-      MAIN,
+      BIN,
       'agent',
       '--registry',
       etcdSpec,
@@ -165,7 +182,10 @@ async function measureFootprint(etcdSpec: string) {
       '--log-level',
       'warn',
     ],
-    { stdio: ['ignore', 'ignore', 'inherit'], env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' } },
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', NODE_OPTIONS: AGENT_NODE_OPTIONS },
+    },
   );
   const pid = child.pid;
   if (pid === undefined) throw new Error('agent did not start');
@@ -211,7 +231,12 @@ async function main() {
   } finally {
     await etcd.stop();
   }
-  const meta = { date: new Date().toISOString(), events: EVENTS, seconds: SECONDS };
+  const meta = {
+    date: new Date().toISOString(),
+    events: EVENTS,
+    seconds: SECONDS,
+    footprintCommand: `NODE_OPTIONS=${AGENT_NODE_OPTIONS} node bin/switchyard.js agent (compiled dist/)`,
+  };
   await writeFile(
     new URL('./results/agent.json', import.meta.url),
     `${JSON.stringify({ meta, results }, null, 2)}\n`,
@@ -221,6 +246,7 @@ async function main() {
   );
   const table = [
     `Run ${meta.date.slice(0, 16)}Z on the 2-core dev machine; Kamailio's own OPTIONS probing every 10 s.`,
+    `Footprint of \`${meta.footprintCommand}\`, as production runs it.`,
     '',
     '| measurement | n | p50 | p90 | p99 | max |',
     '| --- | --- | --- | --- | --- | --- |',

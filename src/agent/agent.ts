@@ -1,6 +1,6 @@
-import { Counter, Gauge, Histogram, type Registry as MetricsRegistry } from 'prom-client';
 import { describeError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
+import { Counter, Gauge, Histogram, type Registry as MetricsRegistry } from '../core/metrics.ts';
 import type { AnnounceInput, Announcement, Registry } from '../registry/index.ts';
 import { createHealthTracker } from './health.ts';
 import { canTransition, type Phase, registryStateOf } from './phases.ts';

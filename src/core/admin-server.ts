@@ -1,8 +1,9 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { collectDefaultMetrics, type Registry } from 'prom-client';
 import { describeError } from './errors.ts';
 import type { Logger } from './logger.ts';
+import { collectDefaultMetrics, type Registry } from './metrics.ts';
+import { http } from './node-http.ts';
 
 /**
  * What a role says about itself for /healthz (liveness: restart me if not ok) and /readyz
@@ -126,7 +127,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     }
   };
 
-  const server = createServer(
+  const server = http.createServer(
     { requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS },
     (req, res) => {
       handle(req, res).catch((err: unknown) => {

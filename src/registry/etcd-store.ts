@@ -1,35 +1,27 @@
-import {
-  type CallContext,
-  ClientClosedError,
-  Etcd3,
-  EtcdError,
-  type Lease as EtcdLeaseHandle,
-  EtcdLeaseInvalidError,
-  GRPCDeadlineExceededError,
-  GRPCInvalidArgumentError,
-  GRPCOutOfRangeError,
-  type IOptions,
-  type IWatchResponse,
-  isRecoverableError,
-  type Watcher,
-} from 'etcd3';
 import { describeError, ErrorCode, SwitchyardError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
+import {
+  createGateway,
+  EtcdGatewayError,
+  type Gateway,
+  type GatewayStream,
+  GRPC_INVALID_ARGUMENT,
+  GRPC_NOT_FOUND,
+  GRPC_OUT_OF_RANGE,
+} from './etcd-gateway.ts';
 import type { KvEntry, KvEvent, KvListing, KvStore, Lease, Watch, WatchHandlers } from './store.ts';
 
 /**
- * KvStore on etcd v3 through the `etcd3` client (research/libraries-and-style.md §2.1). Only this
- * file imports etcd3, so the client can be swapped for etcd's JSON gateway if it ever breaks.
+ * KvStore on etcd v3 through its JSON gateway (etcd-gateway.ts; docs/decisions/0005 says why not
+ * the `etcd3` gRPC client any more). Keys and values travel base64-encoded, 64-bit numbers as
+ * decimal strings.
  *
  * Resilience choices, each fixing a behaviour measured in research/real-components.md §3:
- * - Every unary call carries a deadline; without one a call to a dead member hangs ~7 s.
- * - Lease keep-alives run on our own timer (see EtcdLease: etcd3's can leak an interval).
- * - A failed call is retried on another member only if it failed fast (within half its budget),
- *   so a call returns within `callTimeoutMs`, or 1.5 x `callTimeoutMs` at worst.
- * - A member that fails 3 calls in a row is skipped for 1 s (etcd3's default breaker skips it for
- *   5 s, which with a single endpoint delays recovery after every blip by up to 5 s).
- * - Watches reconnect with a backoff capped at 1 s (etcd3's default grows to 30 s) and resume from
- *   the last revision *delivered*, not the last header seen (see `watch`).
+ * - Every unary call carries a deadline and fails over to another member (etcd-gateway.ts).
+ * - Lease keep-alives run on our own timer every TTL/3, like the Go client, each under a deadline.
+ * - Watches reconnect with a backoff capped at `dialTimeoutMs` and resume from the last revision
+ *   *delivered*. A watch that has been silent for WATCH_LIVENESS_MS pings its member, so a
+ *   half-open connection is noticed within about that time plus one call deadline.
  */
 
 export interface EtcdStoreOptions {
@@ -37,7 +29,7 @@ export interface EtcdStoreOptions {
   endpoints: string[];
   /** Deadline of every call; default 1000 ms. */
   callTimeoutMs?: number;
-  /** Longest wait between reconnect attempts to a member; default 2000 ms. */
+  /** Longest wait between reconnect attempts of a watch; default 2000 ms. */
   dialTimeoutMs?: number;
   logger: Logger;
 }
@@ -50,126 +42,41 @@ export interface EtcdStore extends KvStore {
 
 /** Deadline of every etcd call unless the caller sets `callTimeoutMs`. */
 export const DEFAULT_CALL_TIMEOUT_MS = 1000;
-/** Longest wait between gRPC reconnect attempts to a member. */
+/** Longest wait between watch reconnect attempts. */
 export const DEFAULT_DIAL_TIMEOUT_MS = 2000;
 /** etcd leases are whole seconds; etcd itself raises tiny TTLs to its minimum (2 s by default). */
 const MIN_LEASE_TTL_S = 1;
-const BREAKER_FAILURES = 3;
-const BREAKER_OPEN_MS = 1000;
 const WATCH_BACKOFF_INITIAL_MS = 50;
-const WATCH_BACKOFF_MAX_MS = 1000;
-const MAX_RECEIVE_BYTES = 64 * 1024 * 1024;
-/** etcd rejects client pings more often than every 5 s (--grpc-keepalive-min-time). */
-const GRPC_KEEPALIVE_MS = 10_000;
+/** A watch with no message for this long checks that its member still answers. */
+const WATCH_LIVENESS_MS = 10_000;
 
-type FaultHandling = NonNullable<IOptions['faultHandling']>;
-type Policy = NonNullable<FaultHandling['global']>;
-type Backoff = NonNullable<FaultHandling['watchBackoff']>;
-
-/** Thrown by the host breaker when a member is being skipped; etcd3 then tries the next one. */
-class MemberSkippedError extends Error {
-  constructor() {
-    super('etcd member skipped after repeated failures');
-    this.name = 'MemberSkippedError';
-  }
-}
-
-const neverAborted = new AbortController().signal;
-
-/**
- * Per-member breaker: after BREAKER_FAILURES consecutive recoverable failures the member is
- * skipped for BREAKER_OPEN_MS, then one call probes it. etcd3 only calls `execute`.
- */
-function memberBreaker(): Policy {
-  let failures = 0;
-  let openUntil = 0;
-  let probing = false;
-  const policy = {
-    async execute<T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T): Promise<T> {
-      const now = Date.now();
-      let isProbe = false;
-      if (failures >= BREAKER_FAILURES) {
-        if (now < openUntil || probing) throw new MemberSkippedError();
-        probing = true;
-        isProbe = true;
-      }
-      try {
-        const value = await fn({ signal: neverAborted });
-        failures = 0;
-        return value;
-      } catch (err) {
-        if (err instanceof Error && isRecoverableError(err)) {
-          failures++;
-          if (failures >= BREAKER_FAILURES) openUntil = Date.now() + BREAKER_OPEN_MS;
-        } else {
-          failures = 0;
-        }
-        throw err;
-      } finally {
-        if (isProbe) probing = false;
-      }
-    },
-  };
-  return policy as unknown as Policy;
-}
-
-/**
- * Global policy: retry a recoverable failure on the next member (etcd3 rotates hosts per attempt).
- * Each attempt gets its own deadline from `defaultCallOptions`; a retry starts only while less
- * than half the budget is spent (a refused connection, a member without leader), never after an
- * attempt ran into its deadline.
- */
-function retryWithinBudget(maxAttempts: number, budgetMs: number): Policy {
-  const policy = {
-    async execute<T>(fn: (ctx: { signal: AbortSignal }) => PromiseLike<T> | T): Promise<T> {
-      const start = Date.now();
-      for (let attempt = 1; ; attempt++) {
-        try {
-          return await fn({ signal: neverAborted });
-        } catch (err) {
-          const recoverable = err instanceof Error && isRecoverableError(err);
-          if (!recoverable || attempt >= maxAttempts || Date.now() - start >= budgetMs / 2) throw err;
-        }
-      }
-    },
-  };
-  return policy as unknown as Policy;
-}
-
-/** Exponential backoff for watch reconnects, capped low: a watch must resume quickly. */
-function watchBackoff(delayMs = 0): Backoff {
-  const backoff = {
-    duration: delayMs,
-    next(): Backoff {
-      return watchBackoff(Math.min(WATCH_BACKOFF_MAX_MS, Math.max(WATCH_BACKOFF_INITIAL_MS, delayMs * 2)));
-    },
-  };
-  return backoff as unknown as Backoff;
-}
-
-/** Maps anything etcd3 throws to a SwitchyardError; `retryable` says whether a retry can help. */
+/** Maps a gateway failure to a SwitchyardError; `retryable` says whether a retry can help. */
 export function mapEtcdError(err: unknown, op: string, key?: string): SwitchyardError {
   if (SwitchyardError.is(err)) return err;
   const details = key === undefined ? { op } : { op, key };
   const what = `etcd ${op}${key === undefined ? '' : ` ${key}`}`;
-  if (err instanceof GRPCDeadlineExceededError) {
-    return new SwitchyardError(ErrorCode.REGISTRY_TIMEOUT, `${what}: deadline exceeded`, {
+  if (!(err instanceof EtcdGatewayError)) {
+    return new SwitchyardError(ErrorCode.REGISTRY_UNAVAILABLE, `${what}: ${describeError(err)}`, {
       retryable: true,
       cause: err,
       details,
     });
   }
-  if (err instanceof EtcdLeaseInvalidError) {
+  if (err.timedOut) {
+    return new SwitchyardError(ErrorCode.REGISTRY_TIMEOUT, `${what}: ${err.message}`, {
+      retryable: true,
+      cause: err,
+      details,
+    });
+  }
+  if (err.grpcCode === GRPC_NOT_FOUND && /lease/i.test(err.message)) {
     return new SwitchyardError(ErrorCode.LEASE_LOST, `${what}: lease not found (expired or revoked)`, {
       retryable: true,
       cause: err,
       details,
     });
   }
-  if (err instanceof ClientClosedError) {
-    return new SwitchyardError(ErrorCode.CLOSED, `${what}: store closed`, { cause: err, details });
-  }
-  if (err instanceof GRPCOutOfRangeError && err.message.includes('compacted')) {
+  if (err.grpcCode === GRPC_OUT_OF_RANGE && err.message.includes('compacted')) {
     // Retryable in the sense of docs/reference/errors.md: re-reading the whole view helps.
     return new SwitchyardError(ErrorCode.REGISTRY_COMPACTED, `${what}: revision compacted`, {
       retryable: true,
@@ -177,23 +84,37 @@ export function mapEtcdError(err: unknown, op: string, key?: string): Switchyard
       details,
     });
   }
-  if (err instanceof GRPCInvalidArgumentError) {
-    return new SwitchyardError(ErrorCode.INVALID_ARGUMENT, `${what}: ${describeError(err)}`, {
+  if (err.grpcCode === GRPC_INVALID_ARGUMENT) {
+    return new SwitchyardError(ErrorCode.INVALID_ARGUMENT, `${what}: ${err.message}`, {
       cause: err,
       details,
     });
   }
-  // Unavailable, cancelled, reset connections, a skipped member, and etcd's transient server
-  // errors ("etcdserver: no leader", "leader changed", "request timed out") all pass with time.
-  const transient =
-    err instanceof MemberSkippedError ||
-    (err instanceof Error && isRecoverableError(err)) ||
-    (err instanceof EtcdError && !/permission denied|auth/i.test(err.message));
-  return new SwitchyardError(ErrorCode.REGISTRY_UNAVAILABLE, `${what}: ${describeError(err)}`, {
-    retryable: transient,
+  // Refused and reset connections and etcd's transient server errors ("etcdserver: no leader",
+  // "leader changed") pass with time; permission and auth failures do not.
+  return new SwitchyardError(ErrorCode.REGISTRY_UNAVAILABLE, `${what}: ${err.message}`, {
+    retryable: err.transient,
     cause: err,
     details,
   });
+}
+
+// ---- wire encoding ------------------------------------------------------------------------------
+
+const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
+const unb64 = (s: string | undefined): string => (s ? Buffer.from(s, 'base64').toString('utf8') : '');
+
+/** etcd's range_end for "every key with this prefix": the prefix with its last byte + 1. */
+function prefixEnd(prefix: string): string {
+  const bytes = Buffer.from(prefix, 'utf8');
+  for (let i = bytes.length - 1; i >= 0; i--) {
+    if ((bytes[i] as number) < 0xff) {
+      const end = Buffer.from(bytes.subarray(0, i + 1));
+      end[i] = (end[i] as number) + 1;
+      return end.toString('base64');
+    }
+  }
+  return Buffer.from([0]).toString('base64'); // all 0xff (or empty): to the end of the keyspace
 }
 
 function toNumber(value: string | number | undefined): number {
@@ -201,17 +122,42 @@ function toNumber(value: string | number | undefined): number {
   return Number.isFinite(n) ? n : 0;
 }
 
-/**
- * A lease held by this process. Keep-alives are ours, not etcd3's `autoKeepAlive`: etcd3 1.1.2
- * can start a second keep-alive loop when the old stream errors twice (e.g. across a partition),
- * and the first loop's interval is then never cleared: it outlives release, revoke and close and
- * keeps the process alive. Here one timer drives `keepaliveOnce` (a short stream call under a
- * deadline) every TTL/3, like the Go client.
- */
+interface WireKv {
+  key?: string;
+  value?: string;
+  mod_revision?: string;
+  lease?: string;
+}
+interface WireHeader {
+  header?: { revision?: string };
+}
+interface WireWatchResponse extends WireHeader {
+  created?: boolean;
+  canceled?: boolean;
+  compact_revision?: string;
+  cancel_reason?: string;
+  events?: Array<{ type?: 'PUT' | 'DELETE'; kv?: WireKv }>;
+}
+
+function toEntry(kv: WireKv): KvEntry {
+  const entry: KvEntry = {
+    key: unb64(kv.key),
+    value: unb64(kv.value),
+    modRevision: toNumber(kv.mod_revision),
+  };
+  if (kv.lease && kv.lease !== '0') entry.leaseId = kv.lease;
+  return entry;
+}
+
+const revisionOf = (res: WireHeader): number => toNumber(res.header?.revision);
+
+// ---- leases -------------------------------------------------------------------------------------
+
+/** A lease held by this process: one timer sends a keep-alive (under a deadline) every TTL/3. */
 class EtcdLease implements Lease {
   readonly id: string;
   readonly ttlMs: number;
-  readonly handle: EtcdLeaseHandle;
+  #gateway: Gateway;
   #lostHandlers: ((err: Error) => void)[] = [];
   #lostError: Error | undefined;
   #finished = false;
@@ -224,19 +170,17 @@ class EtcdLease implements Lease {
   constructor(
     id: string,
     ttlMs: number,
-    handle: EtcdLeaseHandle,
+    gateway: Gateway,
     callTimeoutMs: number,
     logger: Logger,
     onFinish: (l: EtcdLease) => void,
   ) {
     this.id = id;
     this.ttlMs = ttlMs;
-    this.handle = handle;
+    this.#gateway = gateway;
     this.#callTimeoutMs = callTimeoutMs;
     this.#logger = logger;
     this.#onFinish = onFinish;
-    // etcd3 emits 'lost' when a keep-alive answer says the lease is gone (TTL 0).
-    handle.on('lost', (err: Error) => this.markLost(err));
     this.#schedule();
   }
 
@@ -247,13 +191,24 @@ class EtcdLease implements Lease {
 
   async #keepAlive(): Promise<void> {
     if (this.#finished) return;
-    const deadline = Date.now() + Math.min(this.#callTimeoutMs, Math.max(100, Math.floor(this.ttlMs / 3)));
+    const timeoutMs = Math.min(this.#callTimeoutMs, Math.max(100, Math.floor(this.ttlMs / 3)));
     try {
-      await this.handle.keepaliveOnce({ deadline });
+      const res = await this.#gateway.call<{ TTL?: string }>(
+        '/v3/lease/keepalive',
+        { ID: this.id },
+        { timeoutMs },
+      );
+      if (this.#finished) return;
+      // etcd answers a keep-alive for an unknown lease with TTL 0 (omitted in JSON).
+      if (toNumber(res.TTL) <= 0) {
+        this.markLost(new Error('etcd says the lease is gone (keep-alive answered TTL 0)'));
+        return;
+      }
       this.#lastKeepAliveAt = Date.now();
     } catch (err) {
-      if (err instanceof EtcdLeaseInvalidError) {
-        this.markLost(err);
+      const mapped = mapEtcdError(err, 'lease keep-alive');
+      if (mapped.code === ErrorCode.LEASE_LOST) {
+        this.markLost(mapped);
         return;
       }
       const silentMs = Date.now() - this.#lastKeepAliveAt;
@@ -293,7 +248,6 @@ class EtcdLease implements Lease {
     );
     this.#lostError = lost;
     this.#finish();
-    this.handle.release();
     for (const h of this.#lostHandlers.splice(0)) {
       try {
         h(lost);
@@ -306,15 +260,16 @@ class EtcdLease implements Lease {
   async revoke(): Promise<void> {
     this.#finish();
     try {
-      await this.handle.revoke();
+      await this.#gateway.call('/v3/lease/revoke', { ID: this.id });
     } catch (err) {
-      throw mapEtcdError(err, 'lease revoke');
+      const mapped = mapEtcdError(err, 'lease revoke');
+      if (mapped.code === ErrorCode.LEASE_LOST) return; // already gone: what revoke wanted
+      throw mapped;
     }
   }
 
   release(): void {
     this.#finish();
-    this.handle.release();
   }
 
   get finished(): boolean {
@@ -329,6 +284,8 @@ class EtcdLease implements Lease {
   }
 }
 
+// ---- the store ----------------------------------------------------------------------------------
+
 /**
  * Creates the etcd store. It does not wait for etcd: the first call fails (retryable) if no member
  * answers, so a role can start fail-static while the registry is away.
@@ -340,27 +297,7 @@ export async function createEtcdStore(opts: EtcdStoreOptions): Promise<EtcdStore
   const callTimeoutMs = opts.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
   const dialTimeoutMs = opts.dialTimeoutMs ?? DEFAULT_DIAL_TIMEOUT_MS;
   const logger = opts.logger.child({ component: 'registry-etcd' });
-  const client = new Etcd3({
-    hosts: opts.endpoints,
-    // Without a deadline a unary call to a dead member hangs ~7 s (research/real-components.md §3).
-    defaultCallOptions: (c: CallContext) => (c.isStream ? {} : { deadline: Date.now() + callTimeoutMs }),
-    faultHandling: {
-      host: () => memberBreaker(),
-      global: retryWithinBudget(Math.max(2, opts.endpoints.length), callTimeoutMs),
-      watchBackoff: watchBackoff(),
-    },
-    grpcOptions: {
-      // grpc-js defaults grow to 120 s between reconnects; a registry must come back quickly.
-      'grpc.initial_reconnect_backoff_ms': Math.min(100, dialTimeoutMs),
-      'grpc.max_reconnect_backoff_ms': dialTimeoutMs,
-      // grpc-js refuses messages over 4 MiB by default; a watch catching up sends up to 1000
-      // revisions in one response (etcd's watchBatchMaxRevs), of records up to 4 KiB each.
-      'grpc.max_receive_message_length': MAX_RECEIVE_BYTES,
-      // Detects half-open connections under long-lived watch streams.
-      'grpc.keepalive_time_ms': GRPC_KEEPALIVE_MS,
-      'grpc.keepalive_timeout_ms': Math.max(1000, dialTimeoutMs),
-    },
-  });
+  const gateway = createGateway({ endpoints: opts.endpoints, callTimeoutMs, logger });
 
   const leases = new Set<EtcdLease>();
   const watches = new Set<{ close(): Promise<void> }>();
@@ -370,92 +307,63 @@ export async function createEtcdStore(opts: EtcdStoreOptions): Promise<EtcdStore
     if (closed) throw new SwitchyardError(ErrorCode.CLOSED, `etcd store closed (${op})`);
   };
 
-  /** Smallest revision still readable: etcd does not report it on a cancelled watch. */
-  async function findCompactRevision(prefix: string, from: number): Promise<number | undefined> {
-    const readable = async (rev: number): Promise<boolean | undefined> => {
-      try {
-        await client.get(prefix).revision(rev).exec();
-        return true;
-      } catch (err) {
-        // OUT_OF_RANGE is also "future revision"; only "compacted" means below the compaction.
-        return err instanceof GRPCOutOfRangeError && err.message.includes('compacted') ? false : undefined;
-      }
-    };
-    const first = await readable(from);
-    if (first !== false) return undefined;
-    const head = toNumber((await client.get(prefix).exec()).header.revision);
-    let lo = from; // not readable
-    let hi = head; // readable (the current revision always is)
-    for (let i = 0; i < 64 && hi - lo > 1; i++) {
-      const mid = Math.floor((lo + hi) / 2);
-      const ok = await readable(mid);
-      if (ok === undefined) return lo + 1;
-      if (ok) hi = mid;
-      else lo = mid;
+  async function call<T>(op: string, path: string, body: unknown, key?: string): Promise<T> {
+    ensureOpen(op);
+    try {
+      return await gateway.call<T>(path, body);
+    } catch (err) {
+      throw mapEtcdError(err, op, key);
     }
-    return hi;
   }
 
   const store: EtcdStore = {
     kind: 'etcd',
 
     async get(key: string): Promise<KvEntry | undefined> {
-      ensureOpen('get');
-      try {
-        const res = await client.get(key).exec();
-        const kv = res.kvs[0];
-        if (!kv) return undefined;
-        return toEntry(kv);
-      } catch (err) {
-        throw mapEtcdError(err, 'get', key);
-      }
+      const res = await call<{ kvs?: WireKv[] }>('get', '/v3/kv/range', { key: b64(key) }, key);
+      const kv = res.kvs?.[0];
+      return kv ? toEntry(kv) : undefined;
     },
 
     async list(prefix: string): Promise<KvListing> {
-      ensureOpen('list');
-      try {
-        const res = await client.getAll().prefix(prefix).exec();
-        return { entries: res.kvs.map(toEntry), revision: toNumber(res.header.revision) };
-      } catch (err) {
-        throw mapEtcdError(err, 'list', prefix);
-      }
+      const res = await call<WireHeader & { kvs?: WireKv[] }>(
+        'list',
+        '/v3/kv/range',
+        { key: b64(prefix), range_end: prefixEnd(prefix) },
+        prefix,
+      );
+      return { entries: (res.kvs ?? []).map(toEntry), revision: revisionOf(res) };
     },
 
     async put(key: string, value: string, putOpts?: { lease?: Lease }): Promise<number> {
-      ensureOpen('put');
       const lease = leaseOf(putOpts?.lease);
+      const body: Record<string, string> = { key: b64(key), value: b64(value) };
+      if (lease) body['lease'] = lease.id;
       try {
-        const builder = client.put(key).value(value);
-        if (lease) builder.lease(lease.id);
-        const res = await builder.exec();
-        return toNumber(res.header.revision);
+        return revisionOf(await call<WireHeader>('put', '/v3/kv/put', body, key));
       } catch (err) {
-        const mapped = mapEtcdError(err, 'put', key);
-        if (lease && mapped.code === ErrorCode.LEASE_LOST) lease.markLost(mapped);
-        throw mapped;
+        if (lease && SwitchyardError.is(err) && err.code === ErrorCode.LEASE_LOST) lease.markLost(err);
+        throw err;
       }
     },
 
     async putIfModRevision(key: string, value: string, expected: number): Promise<number | undefined> {
-      ensureOpen('put');
-      try {
-        const cmp =
-          expected === 0 ? client.if(key, 'Create', '==', 0) : client.if(key, 'Mod', '==', expected);
-        const res = await cmp.then(client.put(key).value(value)).commit();
-        return res.succeeded ? toNumber(res.header.revision) : undefined;
-      } catch (err) {
-        throw mapEtcdError(err, 'txn put', key);
-      }
+      const compare =
+        expected === 0
+          ? { key: b64(key), target: 'CREATE', result: 'EQUAL', create_revision: '0' }
+          : { key: b64(key), target: 'MOD', result: 'EQUAL', mod_revision: String(expected) };
+      const res = await call<WireHeader & { succeeded?: boolean }>(
+        'txn put',
+        '/v3/kv/txn',
+        { compare: [compare], success: [{ request_put: { key: b64(key), value: b64(value) } }] },
+        key,
+      );
+      return res.succeeded ? revisionOf(res) : undefined;
     },
 
     async delete(key: string): Promise<boolean> {
-      ensureOpen('delete');
-      try {
-        const res = await client.delete().key(key).exec();
-        return toNumber(res.deleted) > 0;
-      } catch (err) {
-        throw mapEtcdError(err, 'delete', key);
-      }
+      const res = await call<{ deleted?: string }>('delete', '/v3/kv/deleterange', { key: b64(key) }, key);
+      return toNumber(res.deleted) > 0;
     },
 
     async grantLease(ttlMs: number): Promise<Lease> {
@@ -464,17 +372,24 @@ export async function createEtcdStore(opts: EtcdStoreOptions): Promise<EtcdStore
         throw new SwitchyardError(ErrorCode.INVALID_ARGUMENT, `lease TTL must be > 0 ms, got ${ttlMs}`);
       }
       const ttlS = Math.max(MIN_LEASE_TTL_S, Math.ceil(ttlMs / 1000));
-      // autoKeepAlive off: EtcdLease drives keep-alives itself (see there why).
-      const handle = client.lease(ttlS, { autoKeepAlive: false });
-      // A failed grant also emits 'lost'; an EventEmitter without listener is fine for 'lost'.
-      let id: string;
-      try {
-        id = await handle.grant();
-      } catch (err) {
-        handle.release();
-        throw mapEtcdError(err, 'lease grant');
+      const res = await call<{ ID?: string; TTL?: string; error?: string }>(
+        'lease grant',
+        '/v3/lease/grant',
+        {
+          TTL: String(ttlS),
+        },
+      );
+      if (!res.ID || res.error) {
+        throw new SwitchyardError(
+          ErrorCode.REGISTRY_UNAVAILABLE,
+          `etcd lease grant: ${res.error ?? 'no lease id'}`,
+          {
+            retryable: true,
+          },
+        );
       }
-      const lease = new EtcdLease(id, ttlS * 1000, handle, callTimeoutMs, logger, (l) => leases.delete(l));
+      const granted = Math.max(ttlS, toNumber(res.TTL)) * 1000;
+      const lease = new EtcdLease(res.ID, granted, gateway, callTimeoutMs, logger, (l) => leases.delete(l));
       leases.add(lease);
       if (closed) lease.release();
       return lease;
@@ -488,44 +403,16 @@ export async function createEtcdStore(opts: EtcdStoreOptions): Promise<EtcdStore
           `watch fromRevision must be >= 1, got ${fromRevision}`,
         );
       }
-      // `watcher()` attaches at once: listeners are in place before the first response can arrive
-      // (create() only resolves a tick after 'connected', and a 'data' could slip in between).
-      const watcher: Watcher = client.watch().prefix(prefix).startRevision(String(fromRevision)).watcher();
       /** Highest revision delivered to the handlers. */
       let delivered = fromRevision - 1;
       let connected = false;
       let everConnected = false;
-      let ended = false;
       let closing = false;
-
-      // etcd3 resumes from `header.revision + 1` of the last response, and already bumps it on the
-      // create response, before the history it asked for has arrived: a disconnect right then
-      // would skip events. Resume from what we actually delivered instead.
-      const resumeFromDelivered = () => {
-        watcher.request.start_revision = String(delivered + 1);
-      };
-
-      const onData = (res: IWatchResponse) => {
-        if (ended || closing) return;
-        const batch: KvEvent[] = [];
-        const before = delivered;
-        for (const ev of res.events) {
-          const revision = toNumber(ev.kv.mod_revision) || toNumber(res.header.revision);
-          // After a resume etcd may replay what we already have: each revision is delivered once.
-          if (revision <= before) continue;
-          const key = ev.kv.key.toString('utf8');
-          if (ev.type === 'Put')
-            batch.push({ type: 'put', key, value: ev.kv.value.toString('utf8'), revision });
-          else batch.push({ type: 'delete', key, revision });
-          if (revision > delivered) delivered = revision;
-        }
-        if (batch.length === 0) return;
-        try {
-          handlers.onEvents(batch);
-        } catch (err) {
-          logger.error({ err: describeError(err), prefix }, 'watch onEvents handler threw');
-        }
-      };
+      let stream: GatewayStream | undefined;
+      let lastMessageAt = Date.now();
+      let backoffMs = 0;
+      let retryTimer: NodeJS.Timeout | undefined;
+      let firstOutcome: ((err?: SwitchyardError) => void) | undefined;
 
       const setConnected = (value: boolean) => {
         if (connected === value) return;
@@ -537,77 +424,136 @@ export async function createEtcdStore(opts: EtcdStoreOptions): Promise<EtcdStore
         }
       };
 
-      const firstConnect = new Promise<void>((resolve, reject) => {
-        watcher.on('connected', () => {
-          resumeFromDelivered();
+      const onMessage = (message: unknown) => {
+        if (closing) return;
+        lastMessageAt = Date.now();
+        const wrapper = message as { result?: WireWatchResponse; error?: { message?: string } };
+        if (wrapper.error) {
+          disconnected(new EtcdGatewayError(wrapper.error.message ?? 'watch error', { transient: true }));
+          return;
+        }
+        const res = wrapper.result ?? {};
+        if (res.canceled) {
+          // A start revision below the compaction point: etcd creates, then cancels the watch
+          // and says where history begins. Any other cancel also means "re-list".
+          const compactRevision = toNumber(res.compact_revision) || delivered + 1;
+          stop();
+          if (!everConnected) {
+            everConnected = true;
+            firstOutcome?.();
+          }
+          if (!res.compact_revision) {
+            logger.warn(
+              { prefix, reason: res.cancel_reason },
+              'etcd cancelled the watch; caller must re-list',
+            );
+          }
+          queueMicrotask(() => handlers.onCompacted?.(compactRevision));
+          return;
+        }
+        if (res.created) {
+          backoffMs = 0;
           if (!everConnected) {
             everConnected = true;
             connected = true;
-            resolve();
-            return;
+            firstOutcome?.();
+          } else {
+            logger.debug({ prefix, from: delivered + 1 }, 'etcd watch reconnected');
+            setConnected(true);
           }
-          logger.debug({ prefix, from: delivered + 1 }, 'etcd watch reconnected');
-          setConnected(true);
-        });
-        watcher.on('data', onData);
-        watcher.on('disconnected', (err: Error) => {
-          resumeFromDelivered();
-          if (!everConnected || closing) return;
-          logger.debug({ prefix, err: describeError(err) }, 'etcd watch disconnected');
-          setConnected(false);
-        });
-        // The server cancelled the watch. With a start revision below the compaction point etcd
-        // answers 'created' and then cancels it (etcd3 surfaces "Watcher canceled: "; the compact
-        // revision is not passed on, so we look it up). etcd3 has already detached the watcher:
-        // calling cancel() now would make it choke on the reply, so we only stop listening.
-        watcher.on('error', (err: Error) => {
-          if (ended) return;
-          ended = true;
-          if (!everConnected) {
-            reject(mapEtcdError(err, 'watch', prefix));
-            return;
-          }
-          if (closing) return;
-          const from = delivered + 1;
-          void findCompactRevision(prefix, from)
-            .catch(() => undefined)
-            .then((compactRevision) => {
-              if (closing) return;
-              if (compactRevision === undefined) {
-                logger.warn(
-                  { prefix, err: describeError(err) },
-                  'etcd cancelled the watch; caller must re-list',
-                );
-              }
-              handlers.onCompacted?.(compactRevision ?? from);
-            });
-        });
-      });
-
-      const close = async (): Promise<void> => {
-        if (closing) return;
-        closing = true;
-        watches.delete(handle);
-        if (ended) return;
-        ended = true;
-        // Cancel waits for etcd's reply; never longer than one call.
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          watcher.cancel().catch(() => undefined),
-          new Promise<void>((r) => {
-            timer = setTimeout(r, callTimeoutMs);
-          }),
-        ]);
-        clearTimeout(timer);
+        }
+        const batch: KvEvent[] = [];
+        const before = delivered;
+        for (const ev of res.events ?? []) {
+          const revision = toNumber(ev.kv?.mod_revision) || revisionOf(res);
+          // After a resume etcd may replay what we already have: each revision is delivered once.
+          if (revision <= before) continue;
+          const key = unb64(ev.kv?.key);
+          if (ev.type === 'DELETE') batch.push({ type: 'delete', key, revision });
+          else batch.push({ type: 'put', key, value: unb64(ev.kv?.value), revision });
+          if (revision > delivered) delivered = revision;
+        }
+        if (batch.length === 0) return;
+        try {
+          handlers.onEvents(batch);
+        } catch (err) {
+          logger.error({ err: describeError(err), prefix }, 'watch onEvents handler threw');
+        }
       };
-      const handle = { close };
+
+      const connect = () => {
+        if (closing) return;
+        lastMessageAt = Date.now();
+        stream = gateway.stream(
+          '/v3/watch',
+          {
+            create_request: {
+              key: b64(prefix),
+              range_end: prefixEnd(prefix),
+              start_revision: String(delivered + 1),
+            },
+          },
+          { onMessage, onEnd: disconnected },
+        );
+      };
+
+      function disconnected(err: EtcdGatewayError): void {
+        stream?.cancel();
+        stream = undefined;
+        if (closing) return;
+        if (everConnected) {
+          logger.debug({ prefix, err: err.message }, 'etcd watch disconnected');
+          setConnected(false);
+        }
+        backoffMs = Math.min(dialTimeoutMs, Math.max(WATCH_BACKOFF_INITIAL_MS, backoffMs * 2));
+        clearTimeout(retryTimer);
+        retryTimer = setTimeout(connect, backoffMs);
+      }
+
+      // A half-open connection delivers nothing and reports nothing: ping the stream's member
+      // when the watch has been silent, and reconnect elsewhere if it does not answer.
+      let pinging = false;
+      const liveness = setInterval(() => {
+        if (closing || pinging || !stream || Date.now() - lastMessageAt < WATCH_LIVENESS_MS) return;
+        const s = stream;
+        pinging = true;
+        gateway
+          .call('/v3/kv/range', { key: b64(prefix), limit: '1', keys_only: true }, { endpoint: s.endpoint })
+          .then(() => {
+            if (stream === s) lastMessageAt = Date.now();
+          })
+          .catch((err: unknown) => {
+            if (stream !== s) return;
+            disconnected(
+              err instanceof EtcdGatewayError ? err : new EtcdGatewayError(String(err), { transient: true }),
+            );
+          })
+          .finally(() => {
+            pinging = false;
+          });
+      }, 1000);
+      liveness.unref();
+
+      function stop(): void {
+        closing = true;
+        clearInterval(liveness);
+        clearTimeout(retryTimer);
+        stream?.cancel();
+        stream = undefined;
+        watches.delete(handle);
+      }
+
+      const handle = {
+        async close(): Promise<void> {
+          stop();
+        },
+      };
       watches.add(handle);
 
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
           () =>
-            reject(
+            firstOutcome?.(
               new SwitchyardError(
                 ErrorCode.REGISTRY_TIMEOUT,
                 `etcd watch ${prefix}: not established in time`,
@@ -618,44 +564,34 @@ export async function createEtcdStore(opts: EtcdStoreOptions): Promise<EtcdStore
             ),
           Math.max(callTimeoutMs, 1000),
         );
+        firstOutcome = (err) => {
+          firstOutcome = undefined;
+          clearTimeout(timer);
+          if (err) {
+            stop();
+            reject(err);
+          } else resolve();
+        };
+        connect();
       });
-      try {
-        await Promise.race([firstConnect, timeout]);
-      } catch (err) {
-        await close();
-        throw err;
-      } finally {
-        clearTimeout(timer);
-      }
       return handle;
     },
 
     async ping(): Promise<void> {
-      ensureOpen('ping');
-      try {
-        // A linearizable read: answers only with a quorum, which is what readiness means.
-        await client.get('\u0000switchyard-ping').exec();
-      } catch (err) {
-        throw mapEtcdError(err, 'ping');
-      }
+      // A linearizable read: answers only with a quorum, which is what readiness means.
+      await call('ping', '/v3/kv/range', { key: b64('\u0000switchyard-ping') });
     },
 
     async compact(revision: number): Promise<void> {
-      ensureOpen('compact');
-      try {
-        await client.kv.compact({ revision, physical: true });
-      } catch (err) {
-        throw mapEtcdError(err, 'compact');
-      }
+      await call('compact', '/v3/kv/compaction', { revision: String(revision), physical: true });
     },
 
     async close(): Promise<void> {
       if (closed) return;
       closed = true;
-      // Stop keep-alive loops first: etcd3 would retry them forever against a closed pool.
       for (const lease of [...leases]) lease.release();
       await Promise.all([...watches].map((w) => w.close()));
-      client.close();
+      gateway.close();
     },
   };
 
@@ -677,14 +613,4 @@ export async function createEtcdStore(opts: EtcdStoreOptions): Promise<EtcdStore
   }
 
   return store;
-}
-
-function toEntry(kv: { key: Buffer; value: Buffer; mod_revision: string; lease: string }): KvEntry {
-  const entry: KvEntry = {
-    key: kv.key.toString('utf8'),
-    value: kv.value.toString('utf8'),
-    modRevision: toNumber(kv.mod_revision),
-  };
-  if (kv.lease && kv.lease !== '0') entry.leaseId = kv.lease;
-  return entry;
 }

@@ -1,7 +1,6 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Etcd3 } from 'etcd3';
 import { type Daemon, registerTempDir, removeTempDir, spawnDaemon, stopDaemon, tailFile } from './daemon.ts';
 import { freeTcpPort } from './ports.ts';
 import { sleep } from './wait.ts';
@@ -105,19 +104,24 @@ async function spawnMember(
 
 const running = (m: MemberState) => m.daemon?.running() === true;
 
+/** One call to this member's JSON gateway; throws on any failure or non-200 answer. */
+async function gateway<T>(url: string, path: string, body: unknown, timeoutMs: number): Promise<T> {
+  const res = await fetch(new URL(path, url), {
+    method: 'POST',
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  if (!res.ok) throw new Error(`etcd ${path}: HTTP ${res.status}`);
+  return (await res.json()) as T;
+}
+
 /** One linearizable read through this member only: it answers once it has a leader. */
 async function memberAnswers(url: string, timeoutMs: number): Promise<boolean> {
-  const client = new Etcd3({
-    hosts: [url],
-    defaultCallOptions: (c) => (c.isStream ? {} : { deadline: Date.now() + timeoutMs }),
-  });
   try {
-    await client.get('/harness-health').exec();
+    await gateway(url, '/v3/kv/range', { key: Buffer.from('/harness-health').toString('base64') }, timeoutMs);
     return true;
   } catch {
     return false;
-  } finally {
-    client.close();
   }
 }
 
@@ -210,20 +214,19 @@ export async function startEtcd(opts: StartEtcdOptions = {}): Promise<EtcdCluste
     },
     async leaderName() {
       for (const m of states.filter(running)) {
-        const client = new Etcd3({
-          hosts: [clientUrl(m)],
-          defaultCallOptions: (c) => (c.isStream ? {} : { deadline: Date.now() + 500 }),
-        });
         try {
-          const status = await client.maintenance.status();
-          if (status.leader === '0') continue;
-          const list = await client.cluster.memberList({});
-          const leader = list.members.find((x) => x.ID === status.leader);
+          const status = await gateway<{ leader?: string }>(clientUrl(m), '/v3/maintenance/status', {}, 500);
+          if (!status.leader || status.leader === '0') continue;
+          const list = await gateway<{ members?: { ID?: string; name?: string }[] }>(
+            clientUrl(m),
+            '/v3/cluster/member/list',
+            {},
+            500,
+          );
+          const leader = list.members?.find((x) => x.ID === status.leader);
           if (leader?.name) return leader.name;
         } catch {
           // this member cannot tell (no leader yet, or going away): ask the next one
-        } finally {
-          client.close();
         }
       }
       throw new Error('no etcd member knows a leader');

@@ -7,6 +7,8 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
  * - `block()` destroys every open connection and, until `unblock()`, either blackholes new ones
  *   (accepted, never forwarded: the client's deadlines fire, as with a silent network) or
  *   refuses them (reset at once, as with a dead host).
+ * - `freeze()` is a half-open network: open connections stay open but carry nothing more, and
+ *   new ones are blackholed. Only the client's own liveness checks can notice.
  * - `unblock()` drops the held blackholed sockets (so clients reconnect) and forwards again.
  */
 export interface FaultProxy {
@@ -16,6 +18,7 @@ export interface FaultProxy {
   /** Connections accepted since start, for tests that assert a reconnect happened. */
   readonly connectionsAccepted: number;
   block(opts?: { mode?: 'blackhole' | 'refuse' }): void;
+  freeze(): void;
   unblock(): void;
   close(): Promise<void>;
 }
@@ -25,6 +28,7 @@ export async function startFaultProxy(target: { host: string; port: number }): P
   let accepted = 0;
   /** Forwarded pairs and held (blackholed) sockets, so block/close can destroy them. */
   const open = new Set<Socket>();
+  const pairs = new Set<[Socket, Socket]>();
 
   const server: Server = createServer((client) => {
     accepted++;
@@ -47,6 +51,9 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     });
     client.once('close', () => upstream.destroy());
     upstream.on('error', () => upstream.destroy());
+    const pair: [Socket, Socket] = [client, upstream];
+    pairs.add(pair);
+    client.once('close', () => pairs.delete(pair));
     client.pipe(upstream);
     upstream.pipe(client);
   });
@@ -73,6 +80,15 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     block(opts = {}) {
       mode = opts.mode ?? 'blackhole';
       destroyAll();
+    },
+    freeze() {
+      mode = 'blackhole';
+      for (const [client, upstream] of pairs) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        client.pause();
+        upstream.pause();
+      }
     },
     unblock() {
       mode = 'pass';

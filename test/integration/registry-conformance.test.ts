@@ -603,6 +603,40 @@ describe('etcd store resource hygiene', () => {
   });
 });
 
+describe('etcd store on a half-open connection', () => {
+  it('etcd store - a watch whose connection goes silent notices within its liveness check and misses nothing', async (t) => {
+    const cluster = await startEtcd();
+    t.after(() => cluster.stop());
+    const url = new URL(cluster.endpoints[0] ?? '');
+    const proxy = await startFaultProxy({ host: url.hostname, port: Number(url.port) });
+    t.after(() => proxy.close());
+    const store = await createEtcdStore({ endpoints: [proxy.url], logger: silent });
+    t.after(() => store.close());
+    const writer = await createEtcdStore({ endpoints: cluster.endpoints, logger: silent });
+    t.after(() => writer.close());
+    const rev = await writer.put('/halfopen/a', '1');
+    const rec = await record(t, store, '/halfopen/', rev);
+    await waitFor('first event', () => rec.events.length === 1);
+    // No FIN, no RST: the stream just stops carrying bytes, as behind a dead NAT or firewall.
+    proxy.freeze();
+    const frozenAt = Date.now();
+    await writer.put('/halfopen/b', '2');
+    await waitFor('watch reports the loss', () => rec.connection.includes(false), 20_000);
+    const noticedMs = Date.now() - frozenAt;
+    t.diagnostic(`half-open watch noticed after ${noticedMs} ms`);
+    // 10 s of silence, checked every second, then one ping under the 1 s call deadline.
+    assert.ok(noticedMs <= 10_000 + 1_000 + 1_000 + 1_500, `noticed after ${noticedMs} ms`);
+    proxy.unblock();
+    await waitFor('watch back', () => rec.connection.at(-1) === true, 10_000);
+    await writer.put('/halfopen/c', '3');
+    await waitFor('events after the gap', () => rec.events.length === 3, 5000);
+    assert.deepEqual(
+      rec.events.map((e) => e.key),
+      ['/halfopen/a', '/halfopen/b', '/halfopen/c'],
+    );
+  });
+});
+
 describe('registry on a 3-member etcd cluster', () => {
   it('etcd cluster - leader SIGKILL: writes resume within seconds, the record stays, the watch goes on', async (t) => {
     const startAt = Date.now();
