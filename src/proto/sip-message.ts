@@ -4,10 +4,11 @@ import { fail, ok, type Result } from '../core/result.ts';
 /**
  * A small SIP message parser and an OPTIONS builder (RFC 3261), enough for health probes and
  * for reading what Kamailio, SIPp and Asterisk send. It is structural: start line, headers
- * (names canonicalised, folded lines joined), body framed by Content-Length in bytes. Header
- * values are kept as text; typed accessors (Via, CSeq, ...) sit on top and will grow into the
- * full proto/sip parser (name-addr, URI, multi-value splitting) without changing this shape.
- * Never throws on input: every problem is a `fail` with a short reason.
+ * (names canonicalised, folded lines joined), body framed by Content-Length in bytes, and the
+ * splitting of comma-separated list headers. Header values are kept as text; URIs and
+ * name-addr are in sip-uri.ts, typed field accessors (Call-ID, CSeq, From/To, Via, ...) in
+ * sip-fields.ts. Never throws on input: every problem is a `fail` with a short reason.
+ * Reference: docs/reference/sip-parser.md.
  */
 
 export interface SipMessage {
@@ -77,7 +78,12 @@ const IRREGULAR_NAMES: ReadonlyMap<string, string> = new Map(
 const TOKEN = "[A-Za-z0-9\\-.!%*_+`'~]+";
 const TOKEN_PATTERN = new RegExp(`^${TOKEN}$`);
 const HEADER_LINE = new RegExp(`^(${TOKEN})[ \\t]*:[ \\t]*(.*)$`, 's');
-const REQUEST_LINE = new RegExp(`^(${TOKEN}) ([^ \\t]+) (SIP/2\\.0)$`, 'i');
+/** Request-URI = SIP-URI / SIPS-URI / absoluteURI: all start with `scheme ":"` (RFC 3261 §25.1). */
+const REQUEST_LINE = new RegExp(`^(${TOKEN}) ([A-Za-z][A-Za-z0-9+.-]*:[^ \\t]+) (SIP/2\\.0)$`, 'i');
+const OTHER_VERSION = new RegExp(
+  `^${TOKEN} [^ \\t]+ (SIP/[0-9]+\\.[0-9]+)$|^(SIP/[0-9]+\\.[0-9]+) [0-9]{3}(?: |$)`,
+  'i',
+);
 const STATUS_LINE = /^(SIP\/2\.0) ([1-6][0-9][0-9])(?: (.*))?$/i;
 const CSEQ_PATTERN = new RegExp(`^([0-9]{1,10})[ \\t]+(${TOKEN})$`);
 
@@ -140,7 +146,7 @@ export function parseSipMessage(buf: Uint8Array, opts: SipParseOptions = {}): Re
   const end = findHeaderEnd(buf, start);
   if (!end) return fail('no empty line after the headers');
   const head = buf.subarray(start, end.headerEnd);
-  if (head.includes(0)) return fail('NUL byte in the header section');
+  if (head.includes(0) && !nulsAreQuotedPairs(head)) return fail('NUL byte in the header section');
   const lines = decoder.decode(head).split('\n');
   const startLine = stripCr(lines[0] ?? '');
   if (startLine.includes('\r')) return fail('bare CR in the start line');
@@ -151,7 +157,15 @@ export function parseSipMessage(buf: Uint8Array, opts: SipParseOptions = {}): Re
     msg = { kind: 'response', status: Number(status[2]), reason: status[3] ?? '', headers: [], body: buf };
   } else {
     const request = REQUEST_LINE.exec(startLine);
-    if (!request) return fail(`bad start line: ${JSON.stringify(startLine.slice(0, 60))}`);
+    if (!request) {
+      const version = OTHER_VERSION.exec(startLine);
+      const v = version?.[1] ?? version?.[2];
+      // RFC 3261 §8.2.1 / RFC 4475 §3.1.2.16: a server answers 505; here it is a parse failure.
+      if (v !== undefined && v.toUpperCase() !== 'SIP/2.0') {
+        return fail(`unsupported version ${v} in start line`);
+      }
+      return fail(`bad start line: ${JSON.stringify(startLine.slice(0, 60))}`);
+    }
     msg = { kind: 'request', method: request[1]!, requestUri: request[2]!, headers: [], body: buf };
   }
 
@@ -186,28 +200,123 @@ export function parseSipMessage(buf: Uint8Array, opts: SipParseOptions = {}): Re
   return ok(msg);
 }
 
+/**
+ * True when every NUL of the header section is the second octet of a quoted-pair (`\` NUL)
+ * inside a quoted string, the only place RFC 3261 §25.1 admits one (RFC 4475 §3.1.1.2 has it in
+ * a display name). The start line never may hold one.
+ */
+function nulsAreQuotedPairs(head: Uint8Array): boolean {
+  let line = 0;
+  let quoted = false;
+  for (let i = 0; i < head.length; i++) {
+    const b = head[i];
+    if (b === LF) {
+      line++;
+      // A folded line (leading SP/HTAB) continues the header, and a quoted string with it.
+      if (head[i + 1] !== 0x20 && head[i + 1] !== 0x09) quoted = false;
+    } else if (b === 0) {
+      return false;
+    } else if (line > 0 && b === 0x22) {
+      quoted = !quoted;
+    } else if (line > 0 && quoted && b === 0x5c && head[i + 1] !== CR && head[i + 1] !== LF) {
+      i++; // the escaped octet, NUL included
+    }
+  }
+  return true;
+}
+
 function stripCr(line: string): string {
   return line.endsWith('\r') ? line.slice(0, -1) : line;
 }
 
 /**
- * Splits a header value at the first comma that is outside quotes and angle brackets: the first
- * of several comma-joined values (RFC 3261 §7.3.1), e.g. the topmost Via of `Via: a, b`.
+ * Splits a comma-separated header value into its elements (RFC 3261 §7.3.1): commas inside a
+ * quoted string (with `\` escapes) or inside `<...>` do not split. Each element is trimmed of
+ * SP/HTAB; empty elements (`a,,b`) are kept as '' so a typed parser can reject them. Nothing
+ * but the separating commas and that surrounding whitespace is dropped.
  */
-function firstValue(value: string): string {
-  let quoted = false;
-  let angle = 0;
+export function splitHeaderValues(value: string): string[] {
+  const out: string[] = [];
+  let state: 'plain' | 'quoted' | 'angle' = 'plain';
+  let from = 0;
   for (let i = 0; i < value.length; i++) {
     const ch = value[i];
-    if (quoted) {
+    if (state === 'quoted') {
       if (ch === '\\') i++;
-      else if (ch === '"') quoted = false;
-    } else if (ch === '"') quoted = true;
-    else if (ch === '<') angle++;
-    else if (ch === '>') angle = Math.max(0, angle - 1);
-    else if (ch === ',' && angle === 0) return value.slice(0, i);
+      else if (ch === '"') state = 'plain';
+    } else if (state === 'angle') {
+      if (ch === '>') state = 'plain';
+    } else if (ch === '"') state = 'quoted';
+    else if (ch === '<') state = 'angle';
+    else if (ch === ',') {
+      out.push(trimLws(value.slice(from, i)));
+      from = i + 1;
+    }
   }
-  return value;
+  out.push(trimLws(value.slice(from)));
+  return out;
+}
+
+function trimLws(text: string): string {
+  return text.replace(/^[ \t]+|[ \t]+$/g, '');
+}
+
+/**
+ * Headers whose value is a comma-separated list (RFC 3261 §20 and common extensions). Any
+ * other header, unknown ones included, is one value even if it holds commas: WWW-Authenticate,
+ * Authorization, Proxy-Authenticate and Proxy-Authorization (§7.3.1), Date, Subject, Call-ID...
+ * RFC 4475 §3.1.1.1 has an unknown header whose value `;;,,;;,;` must stay whole.
+ */
+export const LIST_HEADERS: ReadonlySet<string> = new Set([
+  'Accept',
+  'Accept-Contact',
+  'Accept-Encoding',
+  'Accept-Language',
+  'Accept-Resource-Priority',
+  'Alert-Info',
+  'Allow',
+  'Allow-Events',
+  'Call-Info',
+  'Contact',
+  'Content-Encoding',
+  'Content-Language',
+  'Error-Info',
+  'History-Info',
+  'In-Reply-To',
+  'P-Asserted-Identity',
+  'P-Associated-URI',
+  'P-Preferred-Identity',
+  'Path',
+  'Proxy-Require',
+  'Reason',
+  'Record-Route',
+  'Reject-Contact',
+  'Request-Disposition',
+  'Require',
+  'Resource-Priority',
+  'Route',
+  'Security-Client',
+  'Security-Server',
+  'Security-Verify',
+  'Service-Route',
+  'Supported',
+  'Unsupported',
+  'Via',
+  'Warning',
+]);
+
+/** Whether a header (any spelling or compact form) is a comma-separated list. */
+export function isListHeader(name: string): boolean {
+  return LIST_HEADERS.has(canonicalHeaderName(name));
+}
+
+/**
+ * Every value of a header across its repeated lines, in wire order: list headers split at
+ * their commas ({@link splitHeaderValues}, empty elements kept as ''), others one per line.
+ */
+export function getHeaderValues(msg: SipMessage, name: string): string[] {
+  const values = getHeaders(msg, name);
+  return isListHeader(name) ? values.flatMap(splitHeaderValues) : values;
 }
 
 export interface ViaValue {
@@ -223,7 +332,7 @@ export interface ViaValue {
 export function topVia(msg: SipMessage): ViaValue | undefined {
   const raw = getHeader(msg, 'Via');
   if (raw === undefined) return undefined;
-  const value = firstValue(raw).trim();
+  const value = splitHeaderValues(raw)[0]!;
   // via-parm = sent-protocol LWS sent-by *( SEMI via-params ) (RFC 3261 §20.42, §25.1)
   const m =
     /^([A-Za-z0-9.!%*_+`'~-]+[ \t]*\/[ \t]*[A-Za-z0-9.!%*_+`'~-]+[ \t]*\/[ \t]*[A-Za-z0-9.!%*_+`'~-]+)[ \t]+([^;\s]+)[ \t]*(.*)$/s.exec(
