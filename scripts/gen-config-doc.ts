@@ -11,6 +11,7 @@ import { resolve } from 'node:path';
 import ts from 'typescript';
 import { z } from 'zod';
 import { agentConfigSchema } from '../src/agent/config.ts';
+import { captureConfigSchema } from '../src/capture/config.ts';
 import { cliConfigSchema } from '../src/cli/config.ts';
 import { envNameFor, listLeaves } from '../src/core/config/index.ts';
 import { dispatcherConfigSchema } from '../src/dispatcher/config.ts';
@@ -30,6 +31,7 @@ const SECTIONS: Section[] = [
   { name: 'dispatcher', schema: dispatcherConfigSchema, source: 'src/dispatcher/config.ts' },
   { name: 'cli', schema: cliConfigSchema, source: 'src/cli/config.ts' },
   { name: 'agent', schema: agentConfigSchema, source: 'src/agent/config.ts' },
+  { name: 'capture', schema: captureConfigSchema, source: 'src/capture/config.ts' },
 ];
 
 /** Defaults computed at run time, described instead of shown as this machine's value. */

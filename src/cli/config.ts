@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { agentConfigSchema } from '../agent/config.ts';
+import { captureConfigSchema } from '../capture/config.ts';
 import { dispatcherConfigSchema } from '../dispatcher/config.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
@@ -35,6 +36,7 @@ export const ROLE_CONFIG_SCHEMAS: readonly z.ZodType[] = [
   dispatcherConfigSchema,
   cliConfigSchema,
   agentConfigSchema,
+  captureConfigSchema,
 ];
 
 /**

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from '@commander-js/extra-typings';
 import pkg from '../../package.json' with { type: 'json' };
 import { registerAgentCommand } from './agent-command.ts';
+import { registerCaptureCommands } from './capture-commands.ts';
 import { registerIntentCommands } from './intents.ts';
 import { registerNodeCommands } from './nodes.ts';
 import type { CliContext } from './operator.ts';
@@ -23,6 +24,7 @@ export function createProgram(ctx: CliContext): Command {
   );
   registerRoleCommands(program, ctx);
   registerAgentCommand(program, ctx);
+  registerCaptureCommands(program, ctx);
   registerNodeCommands(program, ctx);
   registerIntentCommands(program, ctx);
   return program;

@@ -22,6 +22,8 @@ export const ErrorCode = {
   AMI_SHUTTING_DOWN: 'SY_ERR_AMI_SHUTTING_DOWN',
   CLOSED: 'SY_ERR_CLOSED',
   AGENT_BOOT: 'SY_ERR_AGENT_BOOT',
+  CAPTURE_STORE_UNAVAILABLE: 'SY_ERR_CAPTURE_STORE_UNAVAILABLE',
+  CAPTURE_STORE_SCHEMA: 'SY_ERR_CAPTURE_STORE_SCHEMA',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -43,6 +43,13 @@ export interface FakeAmiOptions {
   booted?: boolean;
   /** Defaults are the observed ones; tests usually shrink them. */
   timing?: Partial<FakeAmiTiming>;
+  /**
+   * The AMI user's `read =` classes in manager.conf, e.g. ['system', 'call'] as the agent guide
+   * recommends. Asterisk sends an event only to users whose read permission includes one of the
+   * classes in its `Privilege:` line (`dialplan` events such as VarSet and Newexten, `security`
+   * events...). Default: every class, as the transcripts were recorded.
+   */
+  readClasses?: readonly string[];
 }
 
 export interface FakeCall {
@@ -377,8 +384,15 @@ export async function startFakeAmi(opts: FakeAmiOptions = {}): Promise<FakeAmi> 
     if (s.capture) s.capture.push(serialize(fields));
     else if (!s.socket.destroyed) s.socket.write(serialize(fields));
   };
-  /** Events go to logged-in sessions that asked for them (`Events: on`). */
+  /** Events go to logged-in sessions that asked for them (`Events: on`) and may read their class. */
+  const readable = (fields: Fields): boolean => {
+    if (opts.readClasses === undefined) return true;
+    const privilege = get(fields, 'Privilege');
+    if (privilege === undefined) return true;
+    return privilege.split(',').some((c) => c !== 'all' && opts.readClasses?.includes(c.trim()));
+  };
   const broadcast = (fields: Fields): void => {
+    if (!readable(fields)) return;
     for (const s of sessions) if (s.authed && s.events) send(s, fields);
   };
   const uptimeS = (): string => String(Math.floor((Date.now() - startedAtMs) / 1000));

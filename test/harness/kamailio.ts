@@ -57,6 +57,8 @@ export interface StartKamailioOptions {
   alg?: number;
   /** Ready deadline: JSON-RPC `core.version` must answer within this (default 5000 ms). */
   startTimeoutMs?: number;
+  /** Mirror every SIP message as HEP3 (siptrace) to this UDP port on 127.0.0.1. */
+  hep?: { port: number; captureId: number };
   /** Deadline of each call of `rpc` (default 2000 ms). */
   rpcTimeoutMs?: number;
   /** Given to the `rpc` client. */
@@ -141,6 +143,10 @@ export async function startKamailio(opts: StartKamailioOptions = {}): Promise<Ka
   checkInteger('reloadDeltaS', reloadDeltaS, 0, 3600);
   checkInteger('pingIntervalS', pingIntervalS, 1, 3600);
   checkInteger('frTimerMs', frTimerMs, 100, 60_000);
+  if (opts.hep) {
+    checkInteger('hep.port', opts.hep.port, 1, 65535);
+    checkInteger('hep.captureId', opts.hep.captureId, 0, 2 ** 31 - 1);
+  }
   if (!SUPPORTED_ALGS.has(alg)) throw new Error(`startKamailio: alg ${alg} is not supported by test-lb.cfg`);
 
   const workDir = await mkdtemp(join(tmpdir(), 'sy-kamailio-'));
@@ -173,6 +179,14 @@ export async function startKamailio(opts: StartKamailioOptions = {}): Promise<Ka
       substdef('PING_INTERVAL', pingIntervalS),
       substdef('FR_TIMER_MS', frTimerMs),
       substdef('ALG', alg),
+      ...(opts.hep
+        ? [
+            '-A',
+            'WITH_SIPTRACE',
+            substdef('HEP_PORT', opts.hep.port),
+            substdef('HEP_CAPTURE_ID', opts.hep.captureId),
+          ]
+        : []),
     ];
 
     /** Spawns and waits for JSON-RPC; on failure the daemon is gone and the error has the log tail. */
