@@ -399,3 +399,18 @@ test('ami client - refuses unusable options', () => {
     );
   }
 });
+
+test('ami calls - with read = system,call (the guide) Asterisk sends no dialplan events, and the count is the same', async (t) => {
+  const { fake, client } = await setup(t, { readClasses: ['system', 'call'] });
+  const names: string[] = [];
+  client.onEvent((e) => names.push(getField(e, 'Event') ?? ''));
+  const counter = createCallCounter(client);
+  t.after(() => counter.close());
+  await waitFor(() => counter.calls().synced, { timeoutMs: 1500, what: 'first sync' });
+  const a = fake.addCall();
+  await waitFor(() => counter.calls().channels === 1, { timeoutMs: 1000, what: 'Newchannel' });
+  fake.hangupCall(a.uniqueid);
+  await waitFor(() => counter.calls().channels === 0, { timeoutMs: 1000, what: 'Hangup' });
+  assert.ok(names.includes('Newchannel') && names.includes('Hangup'));
+  assert.ok(!names.includes('VarSet') && !names.includes('Newexten'), names.join(' '));
+});
