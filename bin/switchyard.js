@@ -30,5 +30,8 @@ function newestSourceMs(dir) {
   return newest;
 }
 
-const compiled = existsSync(stamp) && statSync(stamp).mtimeMs >= newestSourceMs(new URL('src/', root));
+const sources = new URL('src/', root);
+// An image may ship dist/ without src/: then the build is all there is.
+const compiled =
+  existsSync(stamp) && (!existsSync(sources) || statSync(stamp).mtimeMs >= newestSourceMs(sources));
 await import(new URL(compiled ? 'dist/cli/main.js' : 'src/cli/main.ts', root).href);

@@ -29,8 +29,6 @@ export async function runCapture(
 ): Promise<RunningCapture> {
   const logger = opts.logger ?? createLogger({ level: config.log.level, base: { role: 'capture' } });
   const metrics = createMetricsRegistry();
-  // The ingest worker writes through its own connection; this one serves queries and retention.
-  const store = await openCaptureStore(config.store, { logger });
   const server = await startCaptureServer({
     listen: parseListen(config.listen),
     storeSpec: config.store,
@@ -46,6 +44,16 @@ export async function runCapture(
     logger,
   });
 
+  // The ingest worker writes (messages, events, retention) through its own connection, and
+  // created the schema; this one only reads (readiness, and callers such as the console's API).
+  let store: CaptureStore;
+  try {
+    store = await openCaptureStore(config.store, { logger, readOnly: true });
+  } catch (err) {
+    await server.close();
+    throw err;
+  }
+
   const policy: RetentionPolicy = {
     ...(config.retention.maxAgeHours > 0 ? { maxAgeMs: config.retention.maxAgeHours * 3_600_000 } : {}),
     ...(config.retention.maxSizeMb > 0 ? { maxBytes: config.retention.maxSizeMb * 1024 * 1024 } : {}),
@@ -56,20 +64,31 @@ export async function runCapture(
     registers: [metrics],
   });
   let lastRetentionError: string | undefined;
-  const retention = setInterval(() => {
-    store.applyRetention(policy, Date.now() * 1000).then(
-      (removed) => {
-        lastRetentionError = undefined;
-        retentionRemoved.set(removed);
-        if (removed > 0) logger.info({ removed, policy }, 'retention removed old messages');
-      },
-      (err: unknown) => {
-        lastRetentionError = describeError(err);
-        logger.warn({ err: lastRetentionError }, 'retention failed');
-      },
-    );
-  }, config.retention.intervalMs);
-  retention.unref();
+  // Chained, not an interval: a long run never overlaps the next. It runs in the ingest worker,
+  // the only thread that writes.
+  let retentionTimer: NodeJS.Timeout | undefined;
+  const retentionLoop = () => {
+    retentionTimer = setTimeout(() => {
+      server
+        .applyRetention(policy)
+        .then(
+          (removed) => {
+            lastRetentionError = undefined;
+            retentionRemoved.set(removed);
+            if (removed > 0) logger.info({ removed, policy }, 'retention removed old messages');
+          },
+          (err: unknown) => {
+            lastRetentionError = describeError(err);
+            logger.warn({ err: lastRetentionError }, 'retention failed');
+          },
+        )
+        .finally(() => {
+          if (!stopped) retentionLoop();
+        });
+    }, config.retention.intervalMs);
+    retentionTimer.unref();
+  };
+  retentionLoop();
 
   let stopped = false;
   let registry: Registry | undefined;
@@ -83,11 +102,7 @@ export async function runCapture(
       const before = previous;
       previous = view;
       if (!before) return;
-      for (const event of controlEvents(before, view, Date.now() * 1000)) {
-        store.recordEvent(event).catch((err: unknown) => {
-          logger.warn({ err: describeError(err), kind: event.kind }, 'control event not recorded');
-        });
-      }
+      for (const event of controlEvents(before, view, Date.now() * 1000)) server.recordEvent(event);
     };
     // Retried in the background: capture must run while the registry is away.
     const watchLoop = async () => {
@@ -115,7 +130,11 @@ export async function runCapture(
     port: config.admin.port,
     metrics,
     processMetrics: true,
-    health: () => ({ ok: true }),
+    // The socket thread alone is not a capture server: without its worker nothing is stored.
+    health: () => ({
+      ok: server.healthy(),
+      checks: { ingestWorker: server.healthy() ? 'running' : 'exited' },
+    }),
     ready: async () => {
       try {
         const stats = await store.stats();
@@ -142,7 +161,7 @@ export async function runCapture(
     store,
     async stop() {
       stopped = true;
-      clearInterval(retention);
+      clearTimeout(retentionTimer);
       await stopWatch?.();
       await registry?.close();
       await registryStore?.close();

@@ -2,7 +2,7 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { parentPort } from 'node:worker_threads';
 import { describeError } from '../core/errors.ts';
 import { type IngestDropReason, type IngestOptions, ingestHep } from './ingest.ts';
-import type { CapturedMessage, CaptureStore } from './model.ts';
+import type { CapturedMessage, CaptureStore, ControlEvent, RetentionPolicy } from './model.ts';
 import { openCaptureStore } from './open-store.ts';
 
 /**
@@ -34,7 +34,12 @@ export interface BatchMessage {
   receivedUs: Float64Array;
 }
 
-export type ToWorker = InitMessage | BatchMessage | { type: 'close' };
+export type ToWorker =
+  | InitMessage
+  | BatchMessage
+  | { type: 'event'; event: ControlEvent }
+  | { type: 'retention'; id: number; policy: RetentionPolicy; nowUs: number }
+  | { type: 'close' };
 
 export type FromWorker =
   | { type: 'ready' }
@@ -47,6 +52,8 @@ export type FromWorker =
       forwarded: number;
       error?: string;
     }
+  | { type: 'retention-done'; id: number; removed: number; error?: string }
+  | { type: 'event-failed'; kind: string; error: string }
   | { type: 'closed' };
 
 if (parentPort) {
@@ -54,16 +61,20 @@ if (parentPort) {
   let store: CaptureStore | undefined;
   let ingest: IngestOptions = {};
   let forwarder: UdpSocket | undefined;
-  let forwardTo: { host: string; port: number } | undefined;
+  let forwarding = false;
   const send = (m: FromWorker) => port.postMessage(m);
 
   port.on('message', (m: ToWorker) => {
     if (m.type === 'init') {
       ingest = m.ingest;
-      forwardTo = m.forwardTo;
+      const forwardTo = m.forwardTo;
       if (forwardTo) {
         forwarder = createSocket(forwardTo.host.includes(':') ? 'udp6' : 'udp4');
         forwarder.on('error', () => undefined); // counted as forwarded; UDP promises nothing more
+        // Connected once: send() with a host name would resolve it for every packet.
+        forwarder.connect(forwardTo.port, forwardTo.host, () => {
+          forwarding = true;
+        });
       }
       openCaptureStore(m.storeSpec).then(
         (s) => {
@@ -79,7 +90,36 @@ if (parentPort) {
       void (store?.close() ?? Promise.resolve()).finally(() => send({ type: 'closed' }));
       return;
     }
-    void handleBatch(m);
+    if (m.type === 'event') {
+      // Writes go through this thread only: the socket thread must never wait on the store.
+      store
+        ?.recordEvent(m.event)
+        .catch((err: unknown) =>
+          send({ type: 'event-failed', kind: m.event.kind, error: describeError(err) }),
+        );
+      return;
+    }
+    if (m.type === 'retention') {
+      const run = store
+        ? store.applyRetention(m.policy, m.nowUs)
+        : Promise.reject(new Error('store not open'));
+      run.then(
+        (removed) => send({ type: 'retention-done', id: m.id, removed }),
+        (err: unknown) => send({ type: 'retention-done', id: m.id, removed: 0, error: describeError(err) }),
+      );
+      return;
+    }
+    handleBatch(m).catch((err: unknown) => {
+      // Never reached by bad input (ingestHep returns failures); a bug must not kill the thread.
+      send({
+        type: 'done',
+        id: m.id,
+        stored: 0,
+        dropped: { 'store-failed': m.lengths.length },
+        forwarded: 0,
+        error: describeError(err),
+      });
+    });
   });
 
   async function handleBatch(m: BatchMessage): Promise<void> {
@@ -90,10 +130,17 @@ if (parentPort) {
     for (let i = 0; i < m.lengths.length; i++) {
       const packet = m.bytes.subarray(at, at + (m.lengths[i] as number));
       at += m.lengths[i] as number;
-      const res = ingestHep(packet, ingest, m.receivedUs[i] as number);
+      let res: ReturnType<typeof ingestHep>;
+      try {
+        res = ingestHep(packet, ingest, m.receivedUs[i] as number);
+      } catch (err) {
+        // ingestHep returns failures rather than throwing (and is fuzzed for it); should a bug
+        // slip through, it costs this packet, not the thread.
+        res = { ok: false, reason: 'sip-parse', detail: describeError(err) };
+      }
       const passedEnvelope = res.ok || (res.reason !== 'auth' && FORWARDABLE.has(res.reason));
-      if (forwarder && forwardTo && passedEnvelope) {
-        forwarder.send(packet, forwardTo.port, forwardTo.host);
+      if (forwarder && forwarding && passedEnvelope) {
+        forwarder.send(packet);
         forwarded++;
       }
       if (res.ok) messages.push(res.message);

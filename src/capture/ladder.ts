@@ -19,8 +19,11 @@ const MAX_LABEL = 40;
 
 type Row = { kind: 'message'; m: StoredMessage } | { kind: 'event'; e: ControlEvent };
 
+/** XML-escaped, and control characters (not allowed in XML 1.0, or invisible) shown as `?`. */
 export function escapeXml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  return text
+    .replace(/[\u0000-\u001f\u007f-\u009f]/g, '?')
+    .replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 function endpoint(ip: string, port: number): string {
@@ -138,7 +141,7 @@ export function callText(messages: readonly StoredMessage[], events: readonly Co
   for (const e of events) {
     items.push({
       ts: e.tsUs,
-      text: `=== ${new Date(e.tsUs / 1000).toISOString()} (${offset(e.tsUs, t0)}) ${e.kind} ${e.subject} ${JSON.stringify(e.detail)}\n`,
+      text: `${safeMessageText(`=== ${new Date(e.tsUs / 1000).toISOString()} (${offset(e.tsUs, t0)}) ${e.kind} ${e.subject} ${JSON.stringify(e.detail)}`)}\n`,
     });
   }
   items.sort((a, b) => a.ts - b.ts);

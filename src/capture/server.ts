@@ -7,6 +7,7 @@ import { Counter, Gauge, Histogram, METRIC_PREFIX, type Registry } from '../core
 import { createHepStreamFramer } from '../proto/hep-stream.ts';
 import { DROP_REASONS, type DropReason, type IngestOptions } from './ingest.ts';
 import type { FromWorker, ToWorker } from './ingest-worker.ts';
+import type { ControlEvent, RetentionPolicy } from './model.ts';
 
 /**
  * The HEP collector's front: UDP and TCP listeners feeding an ingest worker thread
@@ -36,6 +37,8 @@ export interface CaptureServerOptions extends IngestOptions {
   batchMaxDelayMs?: number;
   /** Packets waiting beyond this are dropped as `overload`. */
   maxQueuedMessages?: number;
+  /** ...and so are packets beyond this many bytes waiting (64 KiB datagrams add up fast). */
+  maxQueuedBytes?: number;
   /** A TCP peer holding half a frame for this long is disconnected (`tcp-stalled`). */
   tcpStallTimeoutMs?: number;
   maxTcpConnections?: number;
@@ -52,6 +55,12 @@ export interface CaptureServer {
   flush(): Promise<void>;
   /** Packets waiting or with the worker. */
   queued(): number;
+  /** False once the ingest worker has died: nothing is stored any more (restart the role). */
+  healthy(): boolean;
+  /** Stores a control-plane event (through the worker: this thread never writes). */
+  recordEvent(event: ControlEvent): void;
+  /** Applies retention in the worker; resolves with the messages removed. */
+  applyRetention(policy: RetentionPolicy): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -59,9 +68,12 @@ const DEFAULTS = {
   batchMaxMessages: 500,
   batchMaxDelayMs: 100,
   maxQueuedMessages: 200_000,
+  maxQueuedBytes: 256 * 1024 * 1024,
   tcpStallTimeoutMs: 10_000,
   maxTcpConnections: 256,
 };
+/** How long close() waits for queued packets to be stored; what is left is counted as lost. */
+const CLOSE_FLUSH_MS = 5000;
 /** Two batches with the worker: it starts the next one the moment it finishes one. */
 const MAX_IN_FLIGHT = 2;
 /** Ask the kernel for a large UDP receive buffer: bursts arrive faster than they are read. */
@@ -78,6 +90,9 @@ export async function startCaptureServer(opts: CaptureServerOptions): Promise<Ca
   const worker = await startWorker(opts, logger);
 
   let packets: Uint8Array[] = [];
+  let queuedBytes = 0;
+  let nextRetentionId = 1;
+  const retentionWaiters = new Map<number, { resolve: (n: number) => void; reject: (e: Error) => void }>();
   let receivedUs: number[] = [];
   let nextBatchId = 1;
   const inFlight = new Map<number, number>(); // batch id -> packets
@@ -94,6 +109,17 @@ export async function startCaptureServer(opts: CaptureServerOptions): Promise<Ca
   };
 
   worker.on('message', (msg: FromWorker) => {
+    if (msg.type === 'retention-done') {
+      const w = retentionWaiters.get(msg.id);
+      retentionWaiters.delete(msg.id);
+      if (msg.error === undefined) w?.resolve(msg.removed);
+      else w?.reject(new Error(msg.error));
+      return;
+    }
+    if (msg.type === 'event-failed') {
+      logger.warn({ kind: msg.kind, err: msg.error }, 'control event not recorded');
+      return;
+    }
     if (msg.type !== 'done') return;
     const n = inFlight.get(msg.id) ?? 0;
     inFlight.delete(msg.id);
@@ -113,6 +139,9 @@ export async function startCaptureServer(opts: CaptureServerOptions): Promise<Ca
     inFlight.clear();
     packets = [];
     receivedUs = [];
+    queuedBytes = 0;
+    for (const w of retentionWaiters.values()) w.reject(new Error('ingest worker exited'));
+    retentionWaiters.clear();
     drop('store-failed', lost, `ingest worker exited with code ${code}`);
     logger.fatal({ code }, 'capture ingest worker exited: capture stops storing; restart the role');
     pump();
@@ -124,11 +153,12 @@ export async function startCaptureServer(opts: CaptureServerOptions): Promise<Ca
       drop('store-failed', 1, 'ingest worker gone');
       return;
     }
-    if (packets.length >= cfg.maxQueuedMessages) {
-      drop('overload', 1, `queue holds ${packets.length}`);
+    if (packets.length >= cfg.maxQueuedMessages || queuedBytes + packet.byteLength > cfg.maxQueuedBytes) {
+      drop('overload', 1, `queue holds ${packets.length} packets, ${queuedBytes} bytes`);
       return;
     }
     packets.push(packet);
+    queuedBytes += packet.byteLength;
     receivedUs.push(Date.now() * 1000);
     if (packets.length >= cfg.batchMaxMessages) pump();
     else if (!timer) timer = setTimeout(pump, cfg.batchMaxDelayMs);
@@ -146,6 +176,7 @@ export async function startCaptureServer(opts: CaptureServerOptions): Promise<Ca
       receivedUs = times === receivedUs ? [] : receivedUs.slice(n);
       let size = 0;
       for (const p of batch) size += p.byteLength;
+      queuedBytes -= size;
       const bytes = new Uint8Array(size);
       const lengths = new Uint32Array(n);
       let at = 0;
@@ -272,11 +303,37 @@ export async function startCaptureServer(opts: CaptureServerOptions): Promise<Ca
     addresses,
     flush,
     queued: () => packets.length + inFlightPackets(),
+    healthy: () => !workerGone,
+    recordEvent(event) {
+      if (!workerGone) worker.postMessage({ type: 'event', event } satisfies ToWorker);
+    },
+    applyRetention(policy) {
+      if (workerGone) return Promise.reject(new Error('ingest worker exited'));
+      const id = nextRetentionId++;
+      return new Promise<number>((resolve, reject) => {
+        retentionWaiters.set(id, { resolve, reject });
+        worker.postMessage({ type: 'retention', id, policy, nowUs: Date.now() * 1000 } satisfies ToWorker);
+      });
+    },
     async close() {
       for (const s of udpSockets) s.close();
       for (const p of tcpPeers) p.destroy();
       await Promise.all(tcpServers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-      if (!workerGone) await flush();
+      if (!workerGone) {
+        let timer: NodeJS.Timeout | undefined;
+        const drained = await Promise.race([
+          flush().then(() => true),
+          new Promise<boolean>((r) => {
+            timer = setTimeout(() => r(false), CLOSE_FLUSH_MS);
+          }),
+        ]);
+        clearTimeout(timer);
+        if (!drained) {
+          const left = packets.length + inFlightPackets();
+          drop('store-failed', left, `store did not take them within ${CLOSE_FLUSH_MS} ms of stopping`);
+          logger.error({ packets: left }, 'stopped with packets not stored');
+        }
+      }
       closing = true;
       clearTimeout(timer);
       if (!workerGone) {

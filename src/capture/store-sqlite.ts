@@ -201,7 +201,7 @@ export async function createSqliteCaptureStore(opts: SqliteCaptureStoreOptions):
   const busyTimeoutMs = opts.busyTimeoutMs ?? 5000;
   const retentionChunk = opts.retentionChunk ?? 500;
   const readOnly = opts.readOnly ?? false;
-  const cacheMiB = opts.cacheMiB ?? 64;
+  const cacheMiB = opts.cacheMiB ?? 512;
   const checkpointIntervalMs = readOnly ? 0 : (opts.checkpointIntervalMs ?? 200);
 
   let db: DatabaseSync;
@@ -215,6 +215,7 @@ export async function createSqliteCaptureStore(opts: SqliteCaptureStoreOptions):
     db.exec(`PRAGMA busy_timeout = ${Math.max(1, Math.floor(busyTimeoutMs))}`);
     db.exec(`PRAGMA cache_size = ${-Math.max(1, Math.floor(cacheMiB)) * 1024}`);
     db.exec('PRAGMA temp_store = MEMORY');
+    db.exec(`PRAGMA mmap_size = ${2 * 1024 * 1024 * 1024}`);
     if (readOnly) {
       checkSchema(db, path);
     } else {

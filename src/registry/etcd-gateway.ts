@@ -58,6 +58,11 @@ const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 const BREAKER_FAILURES = 3;
 const BREAKER_OPEN_MS = 1000;
 
+/** URL hostnames keep IPv6 brackets (`[fd00::1]`); sockets want the bare address. */
+function hostOf(url: URL): string {
+  return url.hostname.replace(/^\[(.*)\]$/, '$1');
+}
+
 interface Member {
   readonly url: URL;
   failures: number;
@@ -94,6 +99,8 @@ export function createGateway(opts: GatewayOptions): Gateway {
   // TCP keep-alive probes every second after 5 s idle (libuv), so dead peers surface.
   const agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 5000, maxSockets: 64, maxFreeSockets: 8 });
   let preferred = 0;
+  let closed = false;
+  const closedError = () => new EtcdGatewayError('etcd client closed', { transient: false });
 
   /** The preferred member unless its breaker is open; a member being probed counts as open. */
   function pick(exclude?: Member): Member {
@@ -131,7 +138,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
       const req: ClientRequest = http.request(
         {
           agent,
-          host: m.url.hostname,
+          host: hostOf(m.url),
           port: m.url.port || 2379,
           path,
           method: 'POST',
@@ -160,6 +167,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
 
   return {
     async call<T>(path: string, body: unknown, callOpts?: { timeoutMs?: number; endpoint?: string }) {
+      if (closed) throw closedError();
       const budget = callOpts?.timeoutMs ?? opts.callTimeoutMs;
       const start = Date.now();
       const maxAttempts = callOpts?.endpoint ? 1 : Math.max(2, members.length);
@@ -176,6 +184,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
         } catch (err) {
           const e = err as EtcdGatewayError;
           if (e.transient) failed(m);
+          if (closed) throw closedError();
           if (!e.transient || e.timedOut || attempt >= maxAttempts || Date.now() - start >= budget / 2)
             throw e;
         }
@@ -195,7 +204,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
       const req = http.request(
         {
           agent,
-          host: m.url.hostname,
+          host: hostOf(m.url),
           port: m.url.port || 2379,
           path,
           method: 'POST',
@@ -245,6 +254,10 @@ export function createGateway(opts: GatewayOptions): Gateway {
         failed(m);
         end(transportError(err, m));
       });
+      // A stream socket is never idle in the pool, where http.Agent would set keep-alive: without
+      // it, a peer that vanished behind a NAT or firewall goes unnoticed for Linux's 2 hours.
+      req.on('socket', (socket) => socket.setKeepAlive(true, 5000));
+      if (closed) queueMicrotask(() => end(closedError()));
       req.end(JSON.stringify(body));
       return {
         endpoint: m.url.href,
@@ -257,6 +270,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
     },
 
     close() {
+      closed = true;
       agent.destroy();
     },
   };

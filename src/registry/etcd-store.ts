@@ -62,6 +62,9 @@ export function mapEtcdError(err: unknown, op: string, key?: string): Switchyard
       details,
     });
   }
+  if (err.message === 'etcd client closed') {
+    return new SwitchyardError(ErrorCode.CLOSED, `${what}: store closed`, { cause: err, details });
+  }
   if (err.timedOut) {
     return new SwitchyardError(ErrorCode.REGISTRY_TIMEOUT, `${what}: ${err.message}`, {
       retryable: true,

@@ -94,3 +94,12 @@ test('text export - messages and events in time order; terminal control characte
   assert.match(text, /\\x1b\[2J/);
   assert.equal(safeMessageText('a\r\nb\tc\u0000'), 'a\nb\tc\\x00');
 });
+
+test('ladder - control characters in a reason phrase or an event never reach the SVG or the terminal', () => {
+  const m = msg(1, 1, '10.0.0.1:1', '10.0.0.2:2', 'SIP/2.0 499 Bad\u0007\u009b2J');
+  const svg = ladderSvg([m], [{ tsUs: 1, kind: 'k\u001b]0;x', subject: 's', detail: { note: '\u009b31m' } }]);
+  // Lines end with LF; nothing else below U+0020 (nor C1) may appear.
+  assert.doesNotMatch(svg, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+  const text = callText([m], [{ tsUs: 1, kind: 'k\u001b]0;x', subject: 's', detail: { note: '\u009b31m' } }]);
+  assert.doesNotMatch(text, /[\u001b\u009b\u0007]/);
+});

@@ -164,3 +164,33 @@ test('capture server - a store that cannot be opened fails the start with a clea
     /SY_ERR_CAPTURE_STORE_UNAVAILABLE|capture store/,
   );
 });
+
+test('capture server - retention and control events are written by the worker; the socket thread stays a reader', async (t) => {
+  const { server, reader, udpPort } = await setup(t);
+  const old = encodeHep({
+    srcIp: '127.0.0.1',
+    dstIp: '127.0.0.2',
+    srcPort: 5060,
+    dstPort: 5060,
+    tsSec: Math.floor(Date.now() / 1000) - 3600, // an hour ago
+    tsUsec: 0,
+    payload: sipMessage('old-call'),
+  });
+  await udpSend(udpPort, [old, packet('new-call')]);
+  await until(async () => {
+    await server.flush();
+    return (await reader.stats()).messages === 2;
+  }, 'two messages');
+  server.recordEvent({
+    tsUs: Date.now() * 1000,
+    kind: 'node.state',
+    subject: 'pbx1',
+    detail: { to: 'draining' },
+  });
+  await until(async () => (await reader.eventsBetween(0, Date.now() * 1000 + 1e6)).length === 1, 'the event');
+  const removed = await server.applyRetention({ maxAgeMs: 60_000 });
+  assert.equal(removed, 1);
+  assert.equal(await reader.getCall('old-call'), undefined);
+  assert.ok(await reader.getCall('new-call'));
+  assert.equal(server.healthy(), true);
+});
