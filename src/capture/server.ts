@@ -89,11 +89,9 @@ export async function startCaptureServer(opts: CaptureServerOptions): Promise<Ca
   const m = captureMetrics(opts.metrics);
   const worker = await startWorker(opts, logger);
 
-  let packets: Uint8Array[] = [];
-  let queuedBytes = 0;
+  const queue = new PacketQueue(cfg.batchMaxMessages);
   let nextRetentionId = 1;
   const retentionWaiters = new Map<number, { resolve: (n: number) => void; reject: (e: Error) => void }>();
-  let receivedUs: number[] = [];
   let nextBatchId = 1;
   const inFlight = new Map<number, number>(); // batch id -> packets
   const batchStarted = new Map<number, number>(); // batch id -> performance.now()
@@ -129,17 +127,15 @@ export async function startCaptureServer(opts: CaptureServerOptions): Promise<Ca
     if (msg.forwarded > 0) m.forwarded.inc(msg.forwarded);
     for (const [reason, count] of Object.entries(msg.dropped)) if (count) m.dropped.inc({ reason }, count);
     if (msg.error !== undefined) logger.error({ err: msg.error, packets: n }, 'capture batch write failed');
-    m.queue.set(packets.length + inFlightPackets());
+    m.queue.set(queue.size + inFlightPackets());
     pump();
   });
   worker.on('exit', (code) => {
     if (closing) return;
     workerGone = true;
-    const lost = inFlightPackets() + packets.length;
+    const lost = inFlightPackets() + queue.size;
     inFlight.clear();
-    packets = [];
-    receivedUs = [];
-    queuedBytes = 0;
+    queue.clear();
     for (const w of retentionWaiters.values()) w.reject(new Error('ingest worker exited'));
     retentionWaiters.clear();
     drop('store-failed', lost, `ingest worker exited with code ${code}`);
@@ -153,14 +149,12 @@ export async function startCaptureServer(opts: CaptureServerOptions): Promise<Ca
       drop('store-failed', 1, 'ingest worker gone');
       return;
     }
-    if (packets.length >= cfg.maxQueuedMessages || queuedBytes + packet.byteLength > cfg.maxQueuedBytes) {
-      drop('overload', 1, `queue holds ${packets.length} packets, ${queuedBytes} bytes`);
+    if (queue.size >= cfg.maxQueuedMessages || queue.bytes + packet.byteLength > cfg.maxQueuedBytes) {
+      drop('overload', 1, `queue holds ${queue.size} packets, ${queue.bytes} bytes`);
       return;
     }
-    packets.push(packet);
-    queuedBytes += packet.byteLength;
-    receivedUs.push(Date.now() * 1000);
-    if (packets.length >= cfg.batchMaxMessages) pump();
+    queue.push(packet, Date.now() * 1000);
+    if (queue.size >= cfg.batchMaxMessages) pump();
     else if (!timer) timer = setTimeout(pump, cfg.batchMaxDelayMs);
   }
 
@@ -168,15 +162,11 @@ export async function startCaptureServer(opts: CaptureServerOptions): Promise<Ca
   function pump(): void {
     clearTimeout(timer);
     timer = undefined;
-    while (!workerGone && packets.length > 0 && inFlight.size < MAX_IN_FLIGHT) {
-      const n = Math.min(packets.length, cfg.batchMaxMessages);
-      const batch = packets.length === n ? packets : packets.slice(0, n);
-      const times = receivedUs.length === n ? receivedUs : receivedUs.slice(0, n);
-      packets = batch === packets ? [] : packets.slice(n);
-      receivedUs = times === receivedUs ? [] : receivedUs.slice(n);
+    while (!workerGone && queue.size > 0 && inFlight.size < MAX_IN_FLIGHT) {
+      const { packets: batch, times } = queue.take();
+      const n = batch.length;
       let size = 0;
       for (const p of batch) size += p.byteLength;
-      queuedBytes -= size;
       const bytes = new Uint8Array(size);
       const lengths = new Uint32Array(n);
       let at = 0;
@@ -196,16 +186,16 @@ export async function startCaptureServer(opts: CaptureServerOptions): Promise<Ca
         times32.buffer as ArrayBuffer,
       ]);
     }
-    if (packets.length > 0 && !timer && inFlight.size < MAX_IN_FLIGHT)
+    if (queue.size > 0 && !timer && inFlight.size < MAX_IN_FLIGHT)
       timer = setTimeout(pump, cfg.batchMaxDelayMs);
-    m.queue.set(packets.length + inFlightPackets());
-    if (packets.length === 0 && inFlight.size === 0) {
+    m.queue.set(queue.size + inFlightPackets());
+    if (queue.size === 0 && inFlight.size === 0) {
       for (const w of idleWaiters.splice(0)) w();
     }
   }
 
   async function flush(): Promise<void> {
-    if (packets.length === 0 && inFlight.size === 0) return;
+    if (queue.size === 0 && inFlight.size === 0) return;
     const idle = new Promise<void>((r) => idleWaiters.push(r));
     pump();
     await idle;
@@ -302,7 +292,7 @@ export async function startCaptureServer(opts: CaptureServerOptions): Promise<Ca
   return {
     addresses,
     flush,
-    queued: () => packets.length + inFlightPackets(),
+    queued: () => queue.size + inFlightPackets(),
     healthy: () => !workerGone,
     recordEvent(event) {
       if (!workerGone) worker.postMessage({ type: 'event', event } satisfies ToWorker);
@@ -329,7 +319,7 @@ export async function startCaptureServer(opts: CaptureServerOptions): Promise<Ca
         ]);
         clearTimeout(timer);
         if (!drained) {
-          const left = packets.length + inFlightPackets();
+          const left = queue.size + inFlightPackets();
           drop('store-failed', left, `store did not take them within ${CLOSE_FLUSH_MS} ms of stopping`);
           logger.error({ packets: left }, 'stopped with packets not stored');
         }
@@ -382,6 +372,56 @@ async function startWorker(opts: CaptureServerOptions, logger: Logger): Promise<
     });
   }
   return worker;
+}
+
+/**
+ * Packets waiting for the worker, kept as ready-made batches: taking one is O(1) however long
+ * the queue has grown. (Slicing one long array per batch made every batch cost as much as the
+ * whole queue: a brief store stall then slowed the socket thread until the kernel dropped.)
+ */
+class PacketQueue {
+  #chunks: Array<{ packets: Uint8Array[]; times: number[] }> = [];
+  #size = 0;
+  #bytes = 0;
+  readonly #batch: number;
+
+  constructor(batch: number) {
+    this.#batch = batch;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  push(packet: Uint8Array, receivedUs: number): void {
+    let last = this.#chunks.at(-1);
+    if (!last || last.packets.length >= this.#batch) {
+      last = { packets: [], times: [] };
+      this.#chunks.push(last);
+    }
+    last.packets.push(packet);
+    last.times.push(receivedUs);
+    this.#size++;
+    this.#bytes += packet.byteLength;
+  }
+
+  /** The oldest batch (full, or whatever has arrived); the queue must not be empty. */
+  take(): { packets: Uint8Array[]; times: number[] } {
+    const chunk = this.#chunks.shift() ?? { packets: [], times: [] };
+    this.#size -= chunk.packets.length;
+    for (const p of chunk.packets) this.#bytes -= p.byteLength;
+    return chunk;
+  }
+
+  clear(): void {
+    this.#chunks = [];
+    this.#size = 0;
+    this.#bytes = 0;
+  }
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {
