@@ -34,15 +34,18 @@ export class EtcdGatewayError extends Error {
   readonly timedOut: boolean;
   /** A failure that passes with time or on another member. */
   readonly transient: boolean;
+  /** The request cannot have reached etcd (the connection was refused). */
+  readonly neverSent: boolean;
   constructor(
     message: string,
-    opts: { grpcCode?: number; timedOut?: boolean; transient: boolean; cause?: unknown },
+    opts: { grpcCode?: number; timedOut?: boolean; transient: boolean; neverSent?: boolean; cause?: unknown },
   ) {
     super(message, { cause: opts.cause });
     this.name = 'EtcdGatewayError';
     this.grpcCode = opts.grpcCode;
     this.timedOut = opts.timedOut ?? false;
     this.transient = opts.transient;
+    this.neverSent = opts.neverSent ?? false;
   }
 }
 
@@ -83,8 +86,16 @@ export interface GatewayStream {
 }
 
 export interface Gateway {
-  /** A unary call under the deadline, with failover to other members. */
-  call<T>(path: string, body: unknown, opts?: { timeoutMs?: number; endpoint?: string }): Promise<T>;
+  /**
+   * A unary call under the deadline, with failover to other members. `idempotent: false` (txn,
+   * lease grant) retries only when the request cannot have reached etcd (connection refused):
+   * after a reset it may have been applied, and applying it twice is wrong.
+   */
+  call<T>(
+    path: string,
+    body: unknown,
+    opts?: { timeoutMs?: number; endpoint?: string; idempotent?: boolean },
+  ): Promise<T>;
   /** Opens a stream on the next healthy member. */
   stream(path: string, body: unknown, handlers: StreamHandlers): GatewayStream;
   close(): void;
@@ -166,7 +177,11 @@ export function createGateway(opts: GatewayOptions): Gateway {
   }
 
   return {
-    async call<T>(path: string, body: unknown, callOpts?: { timeoutMs?: number; endpoint?: string }) {
+    async call<T>(
+      path: string,
+      body: unknown,
+      callOpts?: { timeoutMs?: number; endpoint?: string; idempotent?: boolean },
+    ) {
       if (closed) throw closedError();
       const budget = callOpts?.timeoutMs ?? opts.callTimeoutMs;
       const start = Date.now();
@@ -185,6 +200,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
           const e = err as EtcdGatewayError;
           if (e.transient) failed(m);
           if (closed) throw closedError();
+          if (callOpts?.idempotent === false && !e.neverSent) throw e;
           if (!e.transient || e.timedOut || attempt >= maxAttempts || Date.now() - start >= budget / 2)
             throw e;
         }
@@ -278,7 +294,11 @@ export function createGateway(opts: GatewayOptions): Gateway {
 
 function transportError(err: Error, m: Member): EtcdGatewayError {
   const code = (err as NodeJS.ErrnoException).code;
-  return new EtcdGatewayError(`${m.url.host}: ${code ?? err.message}`, { transient: true, cause: err });
+  return new EtcdGatewayError(`${m.url.host}: ${code ?? err.message}`, {
+    transient: true,
+    neverSent: code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH',
+    cause: err,
+  });
 }
 
 function readAll(res: IncomingMessage, done: (err: EtcdGatewayError | undefined, text?: string) => void) {

@@ -165,6 +165,7 @@ class EtcdLease implements Lease {
   #lostError: Error | undefined;
   #finished = false;
   #timer: NodeJS.Timeout | undefined;
+  #expiry: NodeJS.Timeout | undefined;
   #lastKeepAliveAt = Date.now();
   #callTimeoutMs: number;
   #onFinish: (lease: EtcdLease) => void;
@@ -184,7 +185,24 @@ class EtcdLease implements Lease {
     this.#callTimeoutMs = callTimeoutMs;
     this.#logger = logger;
     this.#onFinish = onFinish;
+    this.#armExpiry();
     this.#schedule();
+  }
+
+  /**
+   * Reports the loss the moment etcd must have expired the lease (a whole TTL since the last
+   * answered keep-alive was sent), not when the next attempt fails: keep-alives can hang for a
+   * full call deadline, and the owner should start re-granting at once.
+   */
+  #armExpiry(): void {
+    clearTimeout(this.#expiry);
+    this.#expiry = setTimeout(
+      () => {
+        this.markLost(new Error(`no keep-alive answered within the TTL of ${this.ttlMs} ms`));
+      },
+      Math.max(0, this.#lastKeepAliveAt + this.ttlMs - Date.now()),
+    );
+    this.#expiry.unref();
   }
 
   #schedule(): void {
@@ -195,6 +213,9 @@ class EtcdLease implements Lease {
   async #keepAlive(): Promise<void> {
     if (this.#finished) return;
     const timeoutMs = Math.min(this.#callTimeoutMs, Math.max(100, Math.floor(this.ttlMs / 3)));
+    // etcd restarts the TTL when it handles the request, some time after we send it: counting
+    // from the send time never credits the lease with more life than it has.
+    const sentAt = Date.now();
     try {
       const res = await this.#gateway.call<{ TTL?: string }>(
         '/v3/lease/keepalive',
@@ -207,7 +228,8 @@ class EtcdLease implements Lease {
         this.markLost(new Error('etcd says the lease is gone (keep-alive answered TTL 0)'));
         return;
       }
-      this.#lastKeepAliveAt = Date.now();
+      this.#lastKeepAliveAt = sentAt;
+      this.#armExpiry();
     } catch (err) {
       const mapped = mapEtcdError(err, 'lease keep-alive');
       if (mapped.code === ErrorCode.LEASE_LOST) {
@@ -283,6 +305,7 @@ class EtcdLease implements Lease {
     if (this.#finished) return;
     this.#finished = true;
     clearTimeout(this.#timer);
+    clearTimeout(this.#expiry);
     this.#onFinish(this);
   }
 }
@@ -310,10 +333,16 @@ export async function createEtcdStore(opts: EtcdStoreOptions): Promise<EtcdStore
     if (closed) throw new SwitchyardError(ErrorCode.CLOSED, `etcd store closed (${op})`);
   };
 
-  async function call<T>(op: string, path: string, body: unknown, key?: string): Promise<T> {
+  async function call<T>(
+    op: string,
+    path: string,
+    body: unknown,
+    key?: string,
+    idempotent = true,
+  ): Promise<T> {
     ensureOpen(op);
     try {
-      return await gateway.call<T>(path, body);
+      return await gateway.call<T>(path, body, { idempotent });
     } catch (err) {
       throw mapEtcdError(err, op, key);
     }
@@ -360,6 +389,7 @@ export async function createEtcdStore(opts: EtcdStoreOptions): Promise<EtcdStore
         '/v3/kv/txn',
         { compare: [compare], success: [{ request_put: { key: b64(key), value: b64(value) } }] },
         key,
+        false, // applied twice, a compare-and-put would report a conflict with itself
       );
       return res.succeeded ? revisionOf(res) : undefined;
     },
@@ -381,6 +411,8 @@ export async function createEtcdStore(opts: EtcdStoreOptions): Promise<EtcdStore
         {
           TTL: String(ttlS),
         },
+        undefined,
+        false, // granted twice, one lease would be left to expire unused
       );
       if (!res.ID || res.error) {
         throw new SwitchyardError(
