@@ -4,7 +4,7 @@
  * current. Production runs dist/ (docs/decisions/0005).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 
@@ -16,5 +16,7 @@ execFileSync(process.execPath, [tsc, '-p', resolve(root, 'tsconfig.build.json')]
   cwd: root,
 });
 mkdirSync(resolve(root, 'dist'), { recursive: true });
+// Files the code reads at run time beside itself (the console's script and style sheet).
+cpSync(resolve(root, 'src/console/assets'), resolve(root, 'dist/console/assets'), { recursive: true });
 writeFileSync(resolve(root, 'dist/.built'), `${new Date().toISOString()}\n`);
 console.log('built dist/ (bin/switchyard.js now runs the compiled code)');

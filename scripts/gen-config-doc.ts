@@ -15,6 +15,7 @@ import { captureConfigSchema } from '../src/capture/config.ts';
 import { cliConfigSchema } from '../src/cli/config.ts';
 import { envNameFor, listLeaves } from '../src/core/config/index.ts';
 import { dispatcherConfigSchema } from '../src/dispatcher/config.ts';
+import { upConfigSchema } from '../src/up/config.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const DOC = resolve(ROOT, 'docs/reference/config.md');
@@ -32,6 +33,7 @@ const SECTIONS: Section[] = [
   { name: 'cli', schema: cliConfigSchema, source: 'src/cli/config.ts' },
   { name: 'agent', schema: agentConfigSchema, source: 'src/agent/config.ts' },
   { name: 'capture', schema: captureConfigSchema, source: 'src/capture/config.ts' },
+  { name: 'up', schema: upConfigSchema, source: 'src/up/config.ts' },
 ];
 
 /** Defaults computed at run time, described instead of shown as this machine's value. */
@@ -117,7 +119,12 @@ function renderSection(section: Section, allComments: Map<string, string>[]): st
     const def = dynamic ?? (leaf.hasDefault ? `\`${JSON.stringify(leaf.defaultValue)}\`` : '(none)');
     // The key's own comment, else the same key's comment in another schema (the operator keys
     // reuse the dispatcher's registry keys).
-    const meaning = own.get(path) ?? allComments.map((c) => c.get(path)).find((c) => c !== undefined);
+    // `up` reuses whole sub-schemas (capture.retention is capture's retention): then the longest
+    // suffix of the path that another schema explains.
+    const lookup = (p: string) => own.get(p) ?? allComments.map((c) => c.get(p)).find((c) => c !== undefined);
+    let meaning = lookup(path);
+    for (let i = 1; meaning === undefined && i < leaf.path.length - 1; i++)
+      meaning = lookup(leaf.path.slice(i).join('.'));
     if (meaning === undefined) missingComments.push(`${section.source}: no comment for ${path}`);
     return `| \`${path}\` | \`${envNameFor(leaf.path)}\` | ${cell(describeType(json))} | ${cell(def)} | ${cell(meaning ?? '')} |`;
   });

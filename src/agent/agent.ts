@@ -40,6 +40,21 @@ export interface AmiView {
   stopNow(): Promise<void>;
 }
 
+/**
+ * Where the live call count comes from when it is not AMI: e.g. the captured SIP of the load
+ * balancer (src/capture/live-calls.ts) for a backend without a manager interface (sipp, another
+ * SIP server). Given, it replaces AMI's count everywhere a count is used (record, metrics,
+ * stats, drain); AMI, when configured too, still decides readiness and stops the process.
+ */
+export interface CallSource {
+  /** Reported in the record's stats as `callsSource`, e.g. `capture`. */
+  readonly kind: string;
+  /** Live calls and channels (legs), or undefined until first counted. */
+  calls(): { calls: number; channels: number } | undefined;
+  /** Called whenever the count changes. */
+  onChange(fn: () => void): void;
+}
+
 export interface ProbeResult {
   up: boolean;
   rttMs?: number;
@@ -73,6 +88,8 @@ export interface AgentDeps {
   probe(uri: string, timeoutMs: number): Promise<ProbeResult>;
   service?: ServiceControl;
   ami?: AmiView;
+  /** Counts live calls instead of AMI (CallSource); default: AMI's count, when AMI is configured. */
+  calls?: CallSource;
   /** Runs the user hook of a phase; must not throw and should not block (queue it). */
   onPhase?(phase: AgentPhase, previous: AgentPhase | undefined): void;
   /** Boot work before warm-up: templates, first-boot, upgrade. May set the phase. */
@@ -120,6 +137,11 @@ export function createAgent(deps: AgentDeps): AgentHandle {
   const startedAt = new Date(now()).toISOString();
   const service = deps.service;
   const ami = deps.ami;
+  const callSource = deps.calls;
+  /** The live calls from the call source, else from AMI; undefined while not counted (or nothing counts). */
+  const countCalls = (): { calls: number; channels: number } | undefined =>
+    callSource ? callSource.calls() : ami?.calls();
+  const callsSource: string | undefined = callSource?.kind ?? (ami ? 'ami' : undefined);
 
   let phase: AgentPhase = 'boot';
   let phaseSince = now();
@@ -176,7 +198,9 @@ export function createAgent(deps: AgentDeps): AgentHandle {
     if (lastProbeMs !== undefined) s.probeMs = Math.round(lastProbeMs * 10) / 10;
     if (reason !== undefined) s.reason = reason.slice(0, 200);
     if (ami) s.ami = ami.connected() ? 'connected' : 'disconnected';
-    const count = ami?.calls();
+    // Absent when nothing counts calls: the record's 0 then means "unknown" (the console says so).
+    if (callsSource !== undefined) s.callsSource = callsSource;
+    const count = countCalls();
     if (count) s.channels = count.channels;
     return s;
   }
@@ -189,7 +213,7 @@ export function createAgent(deps: AgentDeps): AgentHandle {
       priority: o.priority,
       // Up but failing its checks: out of rotation until it recovers or is restarted.
       state: phase === 'up' && unhealthySince !== undefined ? 'down' : registryStateOf(phase),
-      calls: ami?.calls()?.calls ?? 0,
+      calls: countCalls()?.calls ?? 0,
       version: o.version,
       startedAt,
       stats: stats(),
@@ -375,8 +399,10 @@ export function createAgent(deps: AgentDeps): AgentHandle {
 
   /**
    * Out of rotation (record `draining`: every dispatcher disables the node), then wait until the
-   * node's channels reach zero or the deadline. Without AMI nothing counts calls: the wait is the
-   * whole deadline.
+   * node's channels reach zero or the deadline. The count is the call source's when one is given
+   * (e.g. captured SIP in `switchyard up`), else AMI's; with neither nothing counts calls and the
+   * wait is the whole deadline. A count not known yet (AMI not synced, capture not yet polled) is
+   * waited for like calls up.
    */
   async function drain(cause: 'intent' | 'shutdown'): Promise<void> {
     setPhase('draining', cause === 'intent' ? 'operator drain' : 'stopping');
@@ -385,7 +411,7 @@ export function createAgent(deps: AgentDeps): AgentHandle {
     for (;;) {
       if (cause === 'intent' && (!drainIntent || stopping || shutdownRequested)) return;
       if (phase !== 'draining') return; // the process died meanwhile: restarting
-      const count = ami?.calls();
+      const count = countCalls();
       if (now() - lastReport >= o.drain.progressIntervalMs) {
         lastReport = now();
         logger.info(
@@ -394,8 +420,11 @@ export function createAgent(deps: AgentDeps): AgentHandle {
             channels: count?.channels ?? null,
             remainingMs: Math.max(0, deadline - now()),
             cause,
+            ...(callsSource === undefined ? {} : { source: callsSource }),
           },
-          ami ? 'draining: waiting for calls to end' : 'draining without AMI: waiting out the deadline',
+          callsSource !== undefined
+            ? 'draining: waiting for calls to end'
+            : 'draining without AMI: waiting out the deadline',
         );
       }
       if (count?.channels === 0) break;
@@ -466,10 +495,15 @@ export function createAgent(deps: AgentDeps): AgentHandle {
       deps.onPhase?.('boot', undefined);
       if (service) watchService(service);
       ami?.onChange(() => {
-        m.calls.set(ami.calls()?.calls ?? 0);
+        if (!callSource) m.calls.set(ami.calls()?.calls ?? 0);
         writeRecord(false);
         wakeDrain?.();
         evaluate();
+      });
+      callSource?.onChange(() => {
+        m.calls.set(callSource.calls()?.calls ?? 0);
+        writeRecord(false);
+        wakeDrain?.();
       });
       const watch = await deps.registry.watchView((view) =>
         onIntent(view.intents.get(o.nodeId)?.drain === true),
@@ -498,7 +532,7 @@ export function createAgent(deps: AgentDeps): AgentHandle {
         since: new Date(phaseSince).toISOString(),
         healthy: tracker.healthy(),
         announced: announcement !== undefined,
-        calls: ami?.calls()?.calls,
+        calls: countCalls()?.calls,
         restarts: service?.restarts ?? 0,
         pid: service?.pid,
         lastProbeMs,
@@ -542,7 +576,7 @@ function createAgentMetrics(registry: MetricsRegistry) {
     }),
     calls: new Gauge({
       name: 'switchyard_agent_calls',
-      help: 'Live calls (channels) counted over AMI',
+      help: 'Live calls, from the call source (captured SIP) or AMI',
       registers,
     }),
     healthy: new Gauge({

@@ -1,4 +1,4 @@
-import { startAdminServer } from '../core/admin-server.ts';
+import { type RoleRunOptions, type RunningRole, startAdminServer } from '../core/admin-server.ts';
 import { childEnvironment } from '../core/config/index.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
@@ -8,7 +8,7 @@ import { type AmiClient, createAmiClient } from '../net/ami-client.ts';
 import { createOptionsPinger } from '../net/options-pinger.ts';
 import { getField } from '../proto/ami.ts';
 import { createRegistry, openStore } from '../registry/index.ts';
-import { type AgentHandle, type AmiView, createAgent } from './agent.ts';
+import { type AgentHandle, type AmiView, type CallSource, createAgent } from './agent.ts';
 import { parseAmiUrl } from './ami-url.ts';
 import type { AgentConfig } from './config.ts';
 import { prepareData } from './first-boot.ts';
@@ -17,7 +17,7 @@ import { createSupervisor } from './supervisor.ts';
 import { templateVariables } from './template-vars.ts';
 import { formatTemplateProblems, renderTemplates } from './templates.ts';
 
-export { type AgentHandle, type AgentPhase, createAgent } from './agent.ts';
+export { type AgentHandle, type AgentPhase, type CallSource, createAgent } from './agent.ts';
 export { type AgentConfig, agentConfigSchema } from './config.ts';
 
 /** Asterisk's AMI seen the way the agent needs it: connection, boot, calls, `core stop now`. */
@@ -59,10 +59,10 @@ function amiView(client: AmiClient, logger: Logger): AmiView & { close(): Promis
  */
 export async function runAgent(
   config: AgentConfig,
-  opts: { logger: Logger },
-): Promise<{ stop(): Promise<void>; adminUrl: string; agent: AgentHandle }> {
+  opts: RoleRunOptions & { logger: Logger; calls?: CallSource },
+): Promise<RunningRole & { agent: AgentHandle }> {
   const { logger } = opts;
-  const metrics = createMetricsRegistry();
+  const metrics = opts.metrics ?? createMetricsRegistry();
   const env = childEnvironment();
   const store = await openStore(config.registry, { callTimeoutMs: config.registryCallTimeoutMs, logger });
   const registry = createRegistry(store, { prefix: config.registryPrefix, logger, metrics });
@@ -120,6 +120,7 @@ export async function runAgent(
     probe: (uri, timeoutMs) => pinger.probe(uri, { timeoutMs }),
     ...(supervisor ? { service: supervisor } : {}),
     ...(ami ? { ami } : {}),
+    ...(opts.calls ? { calls: opts.calls } : {}),
     onPhase: (phase, previous) => void hooks.run(phase, previous),
     async prepare(setPhase) {
       if (config.templates.length > 0) {
@@ -155,18 +156,21 @@ export async function runAgent(
     logger,
     metrics,
   });
-  const admin = await startAdminServer({
-    host: config.admin.host,
-    port: config.admin.port,
-    metrics,
-    processMetrics: true,
-    health: () => agent.health(),
-    ready: () => agent.ready(),
-    logger,
-  });
+  const admin =
+    opts.admin === false
+      ? undefined
+      : await startAdminServer({
+          host: config.admin.host,
+          port: config.admin.port,
+          metrics,
+          processMetrics: true,
+          health: () => agent.health(),
+          ready: () => agent.ready(),
+          logger,
+        });
   logger.info(
     {
-      admin: admin.url,
+      admin: admin?.url,
       registry: store.kind,
       sipUri: config.sipUri,
       supervising: config.command !== undefined,
@@ -176,13 +180,15 @@ export async function runAgent(
   );
   await agent.start();
   return {
-    adminUrl: admin.url,
+    adminUrl: admin?.url,
     agent,
+    health: () => agent.health(),
+    ready: () => agent.ready(),
     async stop() {
       await agent.shutdown();
       await hooks.close();
       await ami?.close();
-      await admin.close();
+      await admin?.close();
       await pinger.close();
       await registry.close();
       await store.close();

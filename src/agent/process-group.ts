@@ -28,3 +28,18 @@ export function signalChild(child: ChildProcess, signal: NodeJS.Signals, wholeGr
     return false;
   }
 }
+
+/**
+ * SIGKILLs whatever is left in the process group of a child that has just exited (its
+ * children, orphaned). Called from the exit event at once: while any member lives, the group id
+ * cannot be handed to a new process, and with none left the kill finds nothing (ESRCH).
+ * Returns whether anything was there to kill.
+ */
+export function killLeftoverGroup(pid: number): boolean {
+  try {
+    process.kill(-pid, 'SIGKILL');
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -4,7 +4,7 @@ import { redactUrlPasswords } from '../core/config/index.ts';
 import { describeError, SwitchyardError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { createLineSplitter } from './output.ts';
-import { isRunning, signalChild } from './process-group.ts';
+import { isRunning, killLeftoverGroup, signalChild } from './process-group.ts';
 import {
   crashLoopReason,
   createBackoff,
@@ -284,6 +284,10 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
       else log.warn({ err: err.message }, 'process error');
     });
     proc.once('exit', (code, signal) => {
+      // What the process left behind in its group (Kamailio's children when its main process
+      // is killed) would hold its ports and files against the restart: gone with it.
+      if (proc.pid !== undefined && killLeftoverGroup(proc.pid))
+        log.warn({ pid: proc.pid }, 'processes left in the exited process group: SIGKILL sent');
       if (child === proc) onExit(code, signal);
     });
   };

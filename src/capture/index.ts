@@ -1,6 +1,6 @@
-import { startAdminServer } from '../core/admin-server.ts';
+import { type RoleRunOptions, type RunningRole, startAdminServer } from '../core/admin-server.ts';
 import { describeError } from '../core/errors.ts';
-import { createLogger, type Logger } from '../core/logger.ts';
+import { createLogger } from '../core/logger.ts';
 import { createMetricsRegistry, Gauge, METRIC_PREFIX } from '../core/metrics.ts';
 import { createRegistry, openStore, type Registry } from '../registry/index.ts';
 import type { RegistryView } from '../registry/view.ts';
@@ -11,9 +11,20 @@ import { openCaptureStore } from './open-store.ts';
 import { type CaptureServer, startCaptureServer } from './server.ts';
 
 export { type CaptureConfig, captureConfigSchema } from './config.ts';
+export {
+  type CaptureCallSource,
+  type CaptureCallSourceOptions,
+  createCaptureCallSource,
+  createLiveCallsPoller,
+  DEFAULT_LIVE_CALLS_POLL_INTERVAL_MS,
+  DEFAULT_LIVE_CALLS_WINDOW_MS,
+  type LiveCallsPoller,
+  type LiveCallsPollerOptions,
+  normalizeLiveEndpoint,
+} from './live-calls.ts';
+export type { CaptureStore, LiveCallCount, LiveCallsQuery } from './model.ts';
 
-export interface RunningCapture {
-  readonly adminUrl: string;
+export interface RunningCapture extends RunningRole {
   readonly server: CaptureServer;
   readonly store: CaptureStore;
   stop(): Promise<void>;
@@ -23,12 +34,9 @@ export interface RunningCapture {
  * Wires the capture role: store, HEP server, retention timer, optional registry watch for
  * control-plane events, and the admin server (/metrics, /healthz, /readyz).
  */
-export async function runCapture(
-  config: CaptureConfig,
-  opts: { logger?: Logger } = {},
-): Promise<RunningCapture> {
+export async function runCapture(config: CaptureConfig, opts: RoleRunOptions = {}): Promise<RunningCapture> {
   const logger = opts.logger ?? createLogger({ level: config.log.level, base: { role: 'capture' } });
-  const metrics = createMetricsRegistry();
+  const metrics = opts.metrics ?? createMetricsRegistry();
   const server = await startCaptureServer({
     listen: parseListen(config.listen),
     storeSpec: config.store,
@@ -125,40 +133,47 @@ export async function runCapture(
     void watchLoop();
   }
 
-  const admin = await startAdminServer({
-    host: config.admin.host,
-    port: config.admin.port,
-    metrics,
-    processMetrics: true,
-    // The socket thread alone is not a capture server: without its worker nothing is stored.
-    health: () => ({
-      ok: server.healthy(),
-      checks: { ingestWorker: server.healthy() ? 'running' : 'exited' },
-    }),
-    ready: async () => {
-      try {
-        const stats = await store.stats();
-        return {
-          ok: true,
-          checks: {
-            store: store.kind,
-            messages: stats.messages,
-            queued: server.queued(),
-            ...(lastRetentionError === undefined ? {} : { retention: lastRetentionError }),
-          },
-        };
-      } catch (err) {
-        return { ok: false, checks: { store: describeError(err) } };
-      }
-    },
-    logger,
+  // The socket thread alone is not a capture server: without its worker nothing is stored.
+  const health = () => ({
+    ok: server.healthy(),
+    checks: { ingestWorker: server.healthy() ? 'running' : 'exited' },
   });
-  logger.info({ admin: admin.url, store: store.kind, listen: server.addresses }, 'capture started');
+  const ready = async () => {
+    try {
+      const stats = await store.stats();
+      return {
+        ok: true,
+        checks: {
+          store: store.kind,
+          messages: stats.messages,
+          queued: server.queued(),
+          ...(lastRetentionError === undefined ? {} : { retention: lastRetentionError }),
+        },
+      };
+    } catch (err) {
+      return { ok: false, checks: { store: describeError(err) } };
+    }
+  };
+  const admin =
+    opts.admin === false
+      ? undefined
+      : await startAdminServer({
+          host: config.admin.host,
+          port: config.admin.port,
+          metrics,
+          processMetrics: true,
+          health,
+          ready,
+          logger,
+        });
+  logger.info({ admin: admin?.url, store: store.kind, listen: server.addresses }, 'capture started');
 
   return {
-    adminUrl: admin.url,
+    adminUrl: admin?.url,
     server,
     store,
+    health,
+    ready,
     async stop() {
       stopped = true;
       clearTimeout(retentionTimer);
@@ -166,7 +181,7 @@ export async function runCapture(
       await registry?.close();
       await registryStore?.close();
       await server.close();
-      await admin.close();
+      await admin?.close();
       await store.close();
       logger.info('capture stopped');
     },

@@ -117,6 +117,39 @@ export interface StoreStats {
   lastRetention?: { atUs: number; removedMessages: number; removedCalls: number };
 }
 
+/** What `CaptureStore.liveCalls` counts. */
+export interface LiveCallsQuery {
+  /**
+   * Only calls whose first message is at or after this time (µs). Bounds the work and forgets
+   * calls whose BYE (or final response) was never captured: a live-call poller passes "now minus
+   * a window" (4 h by default, src/capture/live-calls.ts).
+   */
+  sinceUs: number;
+  /**
+   * Only these endpoints, exactly as CallSummary.endpoints spells them (`ip:port`, IPv6 as
+   * `[addr]:port`; a bare host matches nothing). Each one is in the result, 0s included. Absent:
+   * every endpoint that has a live call.
+   */
+  endpoints?: string[];
+}
+
+/** Live calls at one endpoint. */
+export interface LiveCallCount {
+  /**
+   * Live SIP dialogs (one per Call-ID) that touched the endpoint: INVITE answered (2xx) with no
+   * BYE seen yet, or still ringing (a provisional seen, no final response and no CANCEL yet).
+   * The analogue of Asterisk's channels: what a stop would cut, what a drain waits for.
+   */
+  channels: number;
+  /**
+   * Distinct calls among those dialogs: legs that share a correlation key (HEP correlation id,
+   * X-CID) or name each other's Call-ID count once, as Asterisk's Linkedid does.
+   */
+  calls: number;
+  /** Of `channels`, those not answered yet. */
+  ringing: number;
+}
+
 /** One query API over SQLite and PostgreSQL; the same conformance suite runs against both. */
 export interface CaptureStore {
   readonly kind: 'sqlite' | 'postgres';
@@ -131,6 +164,15 @@ export interface CaptureStore {
   relatedCallIds(callId: string): Promise<string[]>;
   /** Events with fromUs <= tsUs <= toUs, in time order (ties by insertion). */
   eventsBetween(fromUs: number, toUs: number): Promise<ControlEvent[]>;
+  /**
+   * Live calls per endpoint, derived from the captured SIP (for backends without AMI): INVITE
+   * dialogs first seen at or after `sinceUs` that are answered and not hung up (no BYE), or still
+   * ringing. Cheap on big stores: it reads a partial index of exactly those calls (the engine
+   * keeps it as call rows change), never the finished ones. Endpoints are those of the whole
+   * dialog, so a call that failed over from one backend to another (serial forking, same
+   * Call-ID) counts at both.
+   */
+  liveCalls(query: LiveCallsQuery): Promise<Map<string, LiveCallCount>>;
   /** Applies the retention policy now; returns how many messages were removed. */
   applyRetention(policy: RetentionPolicy, nowUs: number): Promise<number>;
   stats(): Promise<StoreStats>;

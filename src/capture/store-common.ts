@@ -4,6 +4,8 @@ import type {
   CallQuery,
   CallStatus,
   CapturedMessage,
+  LiveCallCount,
+  LiveCallsQuery,
   RetentionPolicy,
   StoredMessage,
   StoreStats,
@@ -342,4 +344,121 @@ export function statsFrom(
     stats.lastRetention = { atUs: r.atUs, removedMessages: r.removedMessages, removedCalls: r.removedCalls };
   }
   return stats;
+}
+
+// ---- live calls -------------------------------------------------------------------------------
+
+/**
+ * The calls `liveCalls` counts, as an index predicate: INVITE dialogs answered and not hung up,
+ * or still ringing (CallSummary.status, call-summary.ts: a CANCEL makes a call `cancelled`, a
+ * final >= 300 `failed`/`busy`/`cancelled`; a BYE sets `byeTsUs`, which is absent from the state
+ * JSON until then). Non-INVITE methods are `answered` on any 2xx (REGISTER, OPTIONS), hence the
+ * method test.
+ *
+ * Both stores keep a partial index on exactly this predicate (capture_calls_live), so the query
+ * reads the few live calls, never the millions of finished ones. A partial index needs no schema
+ * version: the engine maintains it whoever writes (a switchyard that does not know it included),
+ * and a store without it (opened read-only before any newer writer) is answered by the status
+ * index, only slower. The query repeats the predicate word for word: SQLite uses a partial index
+ * only when each of its terms appears in the query (https://sqlite.org/partialindex.html §3).
+ */
+export const LIVE_CALL_PREDICATE: Record<Dialect, string> = {
+  sqlite:
+    "status IN ('answered', 'ringing') AND json_extract(state, '$.anchor.method') = 'INVITE'" +
+    " AND json_extract(state, '$.byeTsUs') IS NULL",
+  postgres:
+    "status IN ('answered', 'ringing') AND (state->'anchor'->>'method') = 'INVITE'" +
+    " AND (state->'byeTsUs') IS NULL",
+};
+
+export const LIVE_CALL_INDEX = 'capture_calls_live';
+
+/** The DDL of the live-call index (created on open by writers, idempotently). */
+export function liveCallIndexDdl(dialect: Dialect): string {
+  const columns = dialect === 'sqlite' ? '(first_ts)' : '(first_ts, pk)';
+  return `CREATE INDEX IF NOT EXISTS ${LIVE_CALL_INDEX} ON capture_calls ${columns} WHERE ${LIVE_CALL_PREDICATE[dialect]};`;
+}
+
+export interface NormalizedLiveQuery {
+  sinceUs: number;
+  endpoints?: string[];
+}
+
+export function normalizeLiveQuery(q: LiveCallsQuery): NormalizedLiveQuery {
+  if (typeof q !== 'object' || q === null) throw invalid('liveCalls: query must be an object');
+  if (!Number.isSafeInteger(q.sinceUs))
+    throw invalid(`liveCalls: sinceUs must be an integer (µs), got ${q.sinceUs}`);
+  if (q.endpoints === undefined) return { sinceUs: q.sinceUs };
+  if (!Array.isArray(q.endpoints)) throw invalid('liveCalls: endpoints must be an array');
+  for (const e of q.endpoints) {
+    if (typeof e !== 'string' || e.trim() === '')
+      throw invalid('liveCalls: endpoints must be non-empty strings (ip:port)');
+  }
+  return { sinceUs: q.sinceUs, endpoints: [...new Set(q.endpoints.map((e) => e.trim()))] };
+}
+
+/** One live dialog as the stores read it from the live-call index. */
+export interface LiveCallRow {
+  callId: string;
+  status: string;
+  endpoints: readonly string[];
+  correlation: readonly string[];
+}
+
+/**
+ * Counts live dialogs per endpoint. Calls are the connected groups of dialogs that share a
+ * correlation key or whose key is another's Call-ID (a B-leg's X-CID names the A-leg), found
+ * with a union-find over all live dialogs, so a bridged pair counts as two channels, one call.
+ */
+export function countLiveCalls(
+  rows: readonly LiveCallRow[],
+  endpoints: readonly string[] | undefined,
+): Map<string, LiveCallCount> {
+  const parent = new Map<string, string>();
+  const find = (x: string): string => {
+    let root = x;
+    for (let p = parent.get(root) ?? root; p !== root; p = parent.get(root) ?? root) root = p;
+    // Path compression keeps repeated finds flat.
+    for (let y = x; y !== root; ) {
+      const next = parent.get(y) ?? root;
+      parent.set(y, root);
+      y = next;
+    }
+    return root;
+  };
+  const union = (a: string, b: string) => {
+    const ra = find(a);
+    const rb = find(b);
+    // The smaller root wins, so groups do not depend on the order rows come in.
+    if (ra < rb) parent.set(rb, ra);
+    else if (rb < ra) parent.set(ra, rb);
+  };
+  // Keys and Call-IDs share one namespace: a key equal to a Call-ID links to that dialog.
+  for (const r of rows) {
+    if (!parent.has(r.callId)) parent.set(r.callId, r.callId);
+    for (const k of r.correlation) {
+      if (!parent.has(k)) parent.set(k, k);
+      union(r.callId, k);
+    }
+  }
+  const wanted = endpoints === undefined ? undefined : new Set(endpoints);
+  const acc = new Map<string, { channels: number; ringing: number; groups: Set<string> }>();
+  for (const e of wanted ?? []) acc.set(e, { channels: 0, ringing: 0, groups: new Set() });
+  for (const r of rows) {
+    const group = find(r.callId);
+    for (const e of new Set(r.endpoints)) {
+      if (wanted && !wanted.has(e)) continue;
+      let a = acc.get(e);
+      if (!a) {
+        a = { channels: 0, ringing: 0, groups: new Set() };
+        acc.set(e, a);
+      }
+      a.channels++;
+      if (r.status !== 'answered') a.ringing++;
+      a.groups.add(group);
+    }
+  }
+  const out = new Map<string, LiveCallCount>();
+  for (const [e, a] of acc) out.set(e, { channels: a.channels, calls: a.groups.size, ringing: a.ringing });
+  return out;
 }

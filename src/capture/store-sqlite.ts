@@ -11,6 +11,8 @@ import type {
   CapturedMessage,
   CaptureStore,
   ControlEvent,
+  LiveCallCount,
+  LiveCallsQuery,
   RetentionPolicy,
   StoredMessage,
   StoreStats,
@@ -19,11 +21,17 @@ import {
   buildSearch,
   CAPTURE_SCHEMA_VERSION,
   cleanPolicy,
+  countLiveCalls,
   indexRowsOf,
+  LIVE_CALL_INDEX,
+  LIVE_CALL_PREDICATE,
+  type LiveCallRow,
+  liveCallIndexDdl,
   MESSAGE_COLUMNS,
   type MessageRow,
   messageFromRow,
   missingFrom,
+  normalizeLiveQuery,
   normalizeQuery,
   readOnlyError,
   sanitizeBatch,
@@ -56,6 +64,10 @@ import {
  *   endpoint rows so an endpoint search walks them newest first and stops at `limit`. Rows are
  *   derived from the CallState, so they are added and removed by exact key and need no index by
  *   call.
+ * - capture_calls_live: a partial index of the live calls (answered or ringing INVITE dialogs
+ *   without a BYE) by first_ts, for liveCalls (store-common.ts, LIVE_CALL_PREDICATE). Only
+ *   calls whose status or state changes pay for it: SQLite evaluates the predicate on each
+ *   call-row write, and adds or removes an entry when a call starts or ends.
  * - capture_events: control events by time; capture_meta: schema version and last retention;
  *   capture_totals: calls, messages and bytes, kept by the same transactions that change them,
  *   so stats() and retention by size never scan (summing the calls table took 130 ms at 1M).
@@ -156,6 +168,7 @@ CREATE TABLE IF NOT EXISTS capture_events (
   detail  TEXT NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS capture_events_by_ts ON capture_events (ts_us);
+${liveCallIndexDdl('sqlite')}
 `;
 
 /**
@@ -246,6 +259,8 @@ export async function createSqliteCaptureStore(opts: SqliteCaptureStoreOptions):
   }
 
   let closed = false;
+  /** capture_calls_live exists (checked until it does: a writer may create it later). */
+  let liveIndex = false;
   const checkpointer =
     memory || checkpointIntervalMs <= 0
       ? undefined
@@ -653,6 +668,35 @@ export async function createSqliteCaptureStore(opts: SqliteCaptureStoreOptions):
           subject: r.subject,
           detail: JSON.parse(r.detail) as Record<string, unknown>,
         }));
+      });
+    },
+
+    async liveCalls(query: LiveCallsQuery): Promise<Map<string, LiveCallCount>> {
+      const q = normalizeLiveQuery(query);
+      return run('live calls', () => {
+        // A store opened read-only before a writer of this version created the index has none:
+        // the status index answers then, reading the finished answered calls too.
+        liveIndex ||=
+          stmt("SELECT 1 AS x FROM sqlite_schema WHERE type = 'index' AND name = ?").get(LIVE_CALL_INDEX) !==
+          undefined;
+        const hint = liveIndex ? ` INDEXED BY ${LIVE_CALL_INDEX}` : '';
+        const rows = stmt(
+          "SELECT call_id, status, json_extract(state, '$.endpoints') AS endpoints," +
+            ` json_extract(state, '$.correlation') AS correlation FROM capture_calls${hint}` +
+            ` WHERE ${LIVE_CALL_PREDICATE.sqlite} AND first_ts >= ?`,
+        ).all(q.sinceUs) as {
+          call_id: string;
+          status: string;
+          endpoints: string | null;
+          correlation: string | null;
+        }[];
+        const live: LiveCallRow[] = rows.map((r) => ({
+          callId: r.call_id,
+          status: r.status,
+          endpoints: JSON.parse(r.endpoints ?? '[]') as string[],
+          correlation: JSON.parse(r.correlation ?? '[]') as string[],
+        }));
+        return countLiveCalls(live, q.endpoints);
       });
     },
 

@@ -3,8 +3,10 @@ import type { Command } from '@commander-js/extra-typings';
 import { stringify } from 'yaml';
 import { CAPTURE_SECRET_PATHS, type CaptureConfig, captureConfigSchema } from '../capture/config.ts';
 import type { CallStatus, CallSummary, CaptureStore } from '../capture/model.ts';
+import type { CallDetail } from '../console/model.ts';
 import { formatConfigProblems, loadConfig, redactConfig } from '../core/config/index.ts';
 import { createLogger } from '../core/logger.ts';
+import { type ApiFlags, apiOptionHelp } from './api-client.ts';
 import { ROLE_CONFIG_SCHEMAS } from './config.ts';
 import type { CliContext } from './operator.ts';
 import {
@@ -26,6 +28,7 @@ import { runUntilSignal } from './roles.ts';
  * must not pay for SQLite, PostgreSQL and the exporters.
  */
 export function registerCaptureCommands(program: Command, ctx: CliContext): void {
+  const o = apiOptionHelp();
   program
     .command('capture')
     .description('run the SIP capture server: HEP v3 over UDP/TCP into SQLite or PostgreSQL')
@@ -86,7 +89,13 @@ export function registerCaptureCommands(program: Command, ctx: CliContext): void
     .option('--endpoint <host[:port]>', 'only calls that touched this address')
     .option('--limit <n>', 'at most this many calls', '50')
     .option('--json', 'print JSON')
+    .option(o.api[0], `${o.api[1]}; without it the store is read directly`)
+    .option(o.tokenFile[0], o.tokenFile[1])
     .action(async (opts) => {
+      if (opts.api !== undefined || opts.tokenFile !== undefined) {
+        await callsOverApi(ctx, opts);
+        return;
+      }
       await withStore(ctx, opts, async (store) => {
         const sinceMs = parseAge(opts.since);
         const limit = Number(opts.limit);
@@ -130,16 +139,19 @@ export function registerCaptureCommands(program: Command, ctx: CliContext): void
     .option('--svg <file>', 'write the ladder diagram as SVG')
     .option('--only', 'this Call-ID only, without correlated legs')
     .option('--json', 'print JSON (summary, legs, messages without raw bytes)')
+    .option(o.api[0], `${o.api[1]}; without it the store is read directly`)
+    .option(o.tokenFile[0], o.tokenFile[1])
     .action(async (callId, opts) => {
+      if (opts.api !== undefined || opts.tokenFile !== undefined) {
+        await traceOverApi(ctx, callId, opts);
+        return;
+      }
       await withStore(ctx, opts, async (store) => {
-        const summary = await store.getCall(callId);
-        if (!summary)
+        const { loadCallTrace } = await import('../capture/trace.ts');
+        const trace = await loadCallTrace(store, callId, { only: opts.only === true });
+        if (!trace)
           throw usageError(`no call with Call-ID ${JSON.stringify(printable(callId))} in the store`);
-        const legs = opts.only ? [callId] : [callId, ...(await store.relatedCallIds(callId))];
-        const messages = await store.messagesOf(legs);
-        const first = messages[0]?.tsUs ?? summary.firstTsUs;
-        const last = messages.at(-1)?.tsUs ?? summary.lastTsUs;
-        const events = await store.eventsBetween(first, last);
+        const { summary, legs, messages, events } = trace;
         const { callText, ladderSvg } = await import('../capture/ladder.ts');
         if (opts.pcap !== undefined) {
           const { pcapFile } = await import('../proto/pcap.ts');
@@ -167,6 +179,87 @@ export function registerCaptureCommands(program: Command, ctx: CliContext): void
           writeOut(ladderText(summary, messages, events));
       });
     });
+}
+
+/** `switchyard calls --api`: the same search through the console. */
+async function callsOverApi(
+  ctx: CliContext,
+  opts: ApiFlags & {
+    since: string;
+    number?: string;
+    status?: string;
+    endpoint?: string;
+    limit: string;
+    json?: true;
+  },
+): Promise<void> {
+  try {
+    parseAge(opts.since);
+    if (opts.status !== undefined) parseStatus(opts.status);
+    const q = new URLSearchParams({ since: opts.since, limit: opts.limit });
+    if (opts.number !== undefined) q.set('number', opts.number);
+    if (opts.status !== undefined) q.set('status', opts.status);
+    if (opts.endpoint !== undefined) q.set('node', opts.endpoint);
+    const { connectApi } = await import('./api-client.ts');
+    const { calls } = await connectApi(opts).get<{ calls: CallSummary[] }>(`/api/v1/calls?${q}`);
+    if (opts.json) writeJson(calls);
+    else if (calls.length === 0) writeOut(`no calls in the last ${opts.since}`);
+    else
+      writeOut(
+        renderTable(
+          ['started', 'from', 'to', 'status', 'code', 'setup', 'duration', 'msgs', 'call-id'],
+          calls.map(callRow),
+        ),
+      );
+  } catch (err) {
+    ctx.exitCode = reportError(err, opts.json === true);
+  }
+}
+
+/** `switchyard trace --api`: one call through the console (ladder, text, SVG, pcap). */
+async function traceOverApi(
+  ctx: CliContext,
+  callId: string,
+  opts: ApiFlags & { text?: true; pcap?: string; svg?: string; json?: true },
+): Promise<void> {
+  try {
+    const { connectApi } = await import('./api-client.ts');
+    const api = connectApi(opts);
+    const path = `/api/v1/calls/${encodeURIComponent(callId)}`;
+    const detail = await api.get<CallDetail>(path);
+    if (opts.pcap !== undefined) {
+      await writeFile(opts.pcap, await api.getBytes(`${path}/pcap`));
+      writeErr(`wrote ${detail.messages.length} messages to ${opts.pcap}`);
+    }
+    if (opts.svg !== undefined) {
+      await writeFile(opts.svg, await api.getBytes(`${path}/ladder.svg`));
+      writeErr(`wrote the ladder of ${detail.messages.length} messages to ${opts.svg}`);
+    }
+    if (opts.json) writeJson(detail);
+    else if (opts.text) writeOut((await api.getBytes(`${path}/text`)).toString('utf8'));
+    else if (opts.pcap === undefined && opts.svg === undefined) {
+      const c = detail.call;
+      const t0 = detail.messages[0]?.tsUs ?? c.firstTsUs;
+      const lines = [
+        ...detail.messages.map((m) => ({
+          ts: m.tsUs,
+          text: `${`+${((m.tsUs - t0) / 1e6).toFixed(3)}`.padStart(9)}  ${m.src.padEnd(22)} -> ${m.dst.padEnd(22)} ${printable(m.label)}${m.callId === c.callId ? '' : `  [leg ${printable(m.callId)}]`}`,
+        })),
+        ...detail.events.map((e) => ({
+          ts: e.tsUs,
+          text: `${`+${((e.tsUs - t0) / 1e6).toFixed(3)}`.padStart(9)}  ~~ ${printable(e.kind)} ${printable(e.subject)} ${printable(JSON.stringify(e.detail))}`,
+        })),
+      ].sort((a, b) => a.ts - b.ts);
+      writeOut(
+        [
+          `${printable(c.callId)}: ${printable(c.fromUser)} -> ${printable(c.toUser)}, ${c.status}${c.finalStatus === undefined ? '' : ` ${c.finalStatus}`}, ${c.messageCount} messages${detail.nodes.length > 0 ? `, nodes ${detail.nodes.join(', ')}` : ''}`,
+          ...lines.map((l) => l.text),
+        ].join('\n'),
+      );
+    }
+  } catch (err) {
+    ctx.exitCode = reportError(err, opts.json === true);
+  }
 }
 
 type StoreFlags = { store?: string | undefined; json?: true | undefined };

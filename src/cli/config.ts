@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { agentConfigSchema } from '../agent/config.ts';
 import { captureConfigSchema } from '../capture/config.ts';
 import { dispatcherConfigSchema } from '../dispatcher/config.ts';
+import { upConfigSchema } from '../up/config.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 
@@ -17,6 +18,18 @@ export const cliConfigSchema = z
     registryPrefix: dispatcherConfigSchema.shape.registryPrefix,
     /** Deadline of every registry call; an operator can wait a little longer than a dispatcher. */
     registryCallTimeoutMs: z.number().int().min(50).max(60_000).default(3000),
+    /** The console API, for `status`, `drain --wait` and the commands given --api. */
+    api: z
+      .object({
+        /** Where `switchyard up` (or the console) answers. */
+        url: z.url({ protocol: /^https?$/ }).default('http://127.0.0.1:7080'),
+        /** An API token (a secret); prefer tokenFile. */
+        token: z.string().min(1).max(512).optional(),
+        /** A file holding the API token. */
+        tokenFile: z.string().min(1).optional(),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({
         /** Log level of operator commands. Logs go to stderr, so stdout is only the answer. */
@@ -37,6 +50,7 @@ export const ROLE_CONFIG_SCHEMAS: readonly z.ZodType[] = [
   cliConfigSchema,
   agentConfigSchema,
   captureConfigSchema,
+  upConfigSchema,
 ];
 
 /**

@@ -2,11 +2,13 @@ import { Command, CommanderError } from '@commander-js/extra-typings';
 import pkg from '../../package.json' with { type: 'json' };
 import { registerAgentCommand } from './agent-command.ts';
 import { registerCaptureCommands } from './capture-commands.ts';
+import { registerConsoleCommands } from './console-commands.ts';
 import { registerIntentCommands } from './intents.ts';
 import { registerNodeCommands } from './nodes.ts';
 import type { CliContext } from './operator.ts';
 import { ExitCode, reportError } from './output.ts';
 import { registerRoleCommands } from './roles.ts';
+import { registerUpCommand } from './up-command.ts';
 
 /** The `switchyard` program; `ctx.exitCode` collects the outcome of the command that runs. */
 export function createProgram(ctx: CliContext): Command {
@@ -23,6 +25,8 @@ export function createProgram(ctx: CliContext): Command {
     '\nExit codes: 0 ok, 1 runtime error (registry or Kamailio unreachable...), 2 usage or config error.\n',
   );
   registerRoleCommands(program, ctx);
+  registerUpCommand(program, ctx);
+  registerConsoleCommands(program, ctx);
   registerAgentCommand(program, ctx);
   registerCaptureCommands(program, ctx);
   registerNodeCommands(program, ctx);

@@ -94,11 +94,12 @@ function printStartPlan(config: Readonly<DispatcherConfig>): void {
 /**
  * Runs a long-lived role until SIGTERM or SIGINT, then stops it and resolves with the exit code:
  * 0 after a clean stop, 1 if it failed to start, failed to stop, took longer than
- * STOP_TIMEOUT_MS, or a second signal asked to give up waiting.
+ * `stopTimeoutMs` (default STOP_TIMEOUT_MS), or a second signal asked to give up waiting.
  */
 export async function runUntilSignal(
   start: () => Promise<{ stop(): Promise<void> }>,
   logger: Logger,
+  stopTimeoutMs = STOP_TIMEOUT_MS,
 ): Promise<number> {
   let signalled: NodeJS.Signals | undefined;
   let wake: (() => void) | undefined;
@@ -131,9 +132,9 @@ export async function runUntilSignal(
         done(code);
       };
       const timer = setTimeout(() => {
-        logger.error({ timeoutMs: STOP_TIMEOUT_MS }, 'stop timed out');
+        logger.error({ timeoutMs: stopTimeoutMs }, 'stop timed out');
         done(ExitCode.runtime);
-      }, STOP_TIMEOUT_MS);
+      }, stopTimeoutMs);
       handle.stop().then(
         () => {
           clearTimeout(timer);

@@ -182,3 +182,24 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     },
   };
 }
+
+/**
+ * How a role is run: alone (its own metrics registry and admin server) or inside `switchyard
+ * up`, which passes a shared registry and serves /metrics, /healthz and /readyz itself.
+ */
+export interface RoleRunOptions {
+  logger?: Logger;
+  /** Metrics go here instead of a registry of the role's own. */
+  metrics?: Registry;
+  /** false: no admin server of its own (the caller exposes health and metrics). */
+  admin?: boolean;
+}
+
+/** A running role: what `up` and the CLI need from any of them. */
+export interface RunningRole {
+  /** The admin server's URL; undefined when run with `admin: false`. */
+  readonly adminUrl: string | undefined;
+  health(): HealthReport | Promise<HealthReport>;
+  ready(): HealthReport | Promise<HealthReport>;
+  stop(): Promise<void>;
+}

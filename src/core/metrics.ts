@@ -32,3 +32,14 @@ export function createMetricsRegistry(defaultLabels: Record<string, string> = {}
   registry.setDefaultLabels(defaultLabels);
   return registry;
 }
+
+/**
+ * Several registries as one exposition (`switchyard up` runs many agents, each with its own
+ * registry told apart by a default `node` label). Metrics of the same name are merged into one
+ * family; prom-client's cluster aggregator, loaded only when this is called.
+ */
+export async function aggregateMetricsText(registries: readonly Registry[]): Promise<string> {
+  const { AggregatorRegistry } = load('prom-client/lib/cluster.js') as typeof Prom;
+  const all = await Promise.all(registries.map((r) => r.getMetricsAsJSON()));
+  return AggregatorRegistry.aggregate(all).metrics();
+}

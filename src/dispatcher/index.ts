@@ -1,5 +1,5 @@
-import { startAdminServer } from '../core/admin-server.ts';
-import { createLogger, type Logger } from '../core/logger.ts';
+import { type RoleRunOptions, type RunningRole, startAdminServer } from '../core/admin-server.ts';
+import { createLogger } from '../core/logger.ts';
 import { createMetricsRegistry } from '../core/metrics.ts';
 import { createKamailioRpc } from '../net/kamailio-rpc.ts';
 import { createOptionsPinger } from '../net/options-pinger.ts';
@@ -29,11 +29,11 @@ export {
  */
 export async function runDispatcher(
   config: DispatcherConfig,
-  opts: { logger?: Logger } = {},
-): Promise<{ stop(): Promise<void>; adminUrl: string }> {
+  opts: RoleRunOptions = {},
+): Promise<RunningRole> {
   const logger =
     opts.logger ?? createLogger({ level: config.log.level, base: { role: 'dispatcher', name: config.name } });
-  const metrics = createMetricsRegistry();
+  const metrics = opts.metrics ?? createMetricsRegistry();
   const store = await openStore(config.registry, { callTimeoutMs: config.registryCallTimeoutMs, logger });
   const registry = createRegistry(store, { prefix: config.registryPrefix, logger, metrics });
   const rpc = createKamailioRpc({ url: config.kamailioRpc, timeoutMs: config.rpcTimeoutMs, logger });
@@ -46,25 +46,30 @@ export async function runDispatcher(
     logger,
     metrics,
   });
-  const admin = await startAdminServer({
-    host: config.admin.host,
-    port: config.admin.port,
-    metrics,
-    processMetrics: true,
-    health: () => dispatcher.health(),
-    ready: () => dispatcher.ready(),
-    logger,
-  });
+  const admin =
+    opts.admin === false
+      ? undefined
+      : await startAdminServer({
+          host: config.admin.host,
+          port: config.admin.port,
+          metrics,
+          processMetrics: true,
+          health: () => dispatcher.health(),
+          ready: () => dispatcher.ready(),
+          logger,
+        });
   logger.info(
-    { admin: admin.url, registry: store.kind, kamailioRpc: config.kamailioRpc, listFile: config.listFile },
+    { admin: admin?.url, registry: store.kind, kamailioRpc: config.kamailioRpc, listFile: config.listFile },
     'dispatcher starting',
   );
   await dispatcher.start();
   return {
-    adminUrl: admin.url,
+    adminUrl: admin?.url,
+    health: () => dispatcher.health(),
+    ready: () => dispatcher.ready(),
     async stop() {
       await dispatcher.close();
-      await admin.close();
+      await admin?.close();
       await pinger.close();
       await rpc.close();
       await registry.close();

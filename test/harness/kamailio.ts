@@ -2,10 +2,17 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Logger } from '../../src/core/logger.ts';
 import { createKamailioRpc } from '../../src/net/kamailio-rpc.ts';
 import type { KamailioRpc } from '../../src/net/kamailio-rpc-types.ts';
+import {
+  formatKamailioOptionsError,
+  type KamailioLbOptions,
+  type KamailioLbOptionsInput,
+  kamailioCommand,
+  kamailioLbOptionsSchema,
+  renderKamailioConfig,
+} from '../../src/up/kamailio-config.ts';
 import {
   assertLoopback,
   type Daemon,
@@ -20,10 +27,12 @@ import { sleep } from './wait.ts';
 
 /**
  * A real Kamailio 5.6 load balancer (Debian's package) for integration tests and benchmarks,
- * running test/fixtures/kamailio/test-lb.cfg: dispatcher set 1 selected with `alg` (9 = weight),
- * OPTIONS probing every `pingIntervalS`, failover in failure_route, JSON-RPC over HTTP on
- * 127.0.0.1:<free port>/RPC. SIP listens on UDP `sipIp:sipPort`, by default a loopback address of
- * its own (ports.ts loopbackHost) and a free port.
+ * running the production template deploy/kamailio/kamailio.cfg rendered by
+ * src/up/kamailio-config.ts into `workDir/kamailio.cfg`: dispatcher set 1 selected by weight
+ * (alg 9) unless told otherwise, OPTIONS probing every `pingIntervalS`, failover in
+ * failure_route, JSON-RPC over HTTP on 127.0.0.1:<free port>/RPC. SIP listens on UDP
+ * `sipIp:sipPort`, by default a loopback address of its own (ports.ts loopbackHost) and a free
+ * port.
  *
  * Life cycle:
  *   const kam = await startKamailio({ initialList: '1 sip:127.0.0.2:5060 0 0 duid=as1;weight=100\n' });
@@ -53,12 +62,25 @@ export interface StartKamailioOptions {
   listFile?: string;
   /** Written to listFile before start. Without it an existing listFile is kept, a missing one created empty. */
   initialList?: string;
-  /** ds_select_dst algorithm for set 1 (default 9, weight). 10 (call load) is not supported by the cfg. */
+  /**
+   * ds_select_dst algorithm for set 1: 9 (weight, the default) or 11 (relative weight). For call
+   * load (10) use `algorithm: 'call-load'`.
+   */
   alg?: number;
+  /** The template's algorithm; wins over `alg`. */
+  algorithm?: KamailioLbOptions['algorithm'];
+  /** modparam tm fr_inv_timer: how long an INVITE may ring (default 30000 ms). */
+  frInvTimerMs?: number;
+  /** Extra SIP listen address (the template's LISTEN_VIP), loopback only. */
+  listenVip?: string;
   /** Ready deadline: JSON-RPC `core.version` must answer within this (default 5000 ms). */
   startTimeoutMs?: number;
-  /** Mirror every SIP message as HEP3 (siptrace) to this UDP port on 127.0.0.1. */
-  hep?: { port: number; captureId: number };
+  /**
+   * Mirror SIP as HEP3 (siptrace) to this UDP port on 127.0.0.1. `traceKeepalives` defaults to
+   * true here, so `hep` keeps meaning "every SIP message" as it always did for these tests; the
+   * production default (renderKamailioConfig) is false: OPTIONS keep-alives are not mirrored.
+   */
+  hep?: { port: number; captureId: number; traceKeepalives?: boolean };
   /** Deadline of each call of `rpc` (default 2000 ms). */
   rpcTimeoutMs?: number;
   /** Given to the `rpc` client. */
@@ -74,8 +96,10 @@ export interface KamailioInstance {
   readonly listFile: string;
   /** Main process pid; changes with restart(). */
   readonly pid: number;
-  /** Holds kamailio.log, run/ and (by default) dispatcher.list. */
+  /** Holds kamailio.cfg, kamailio.log, run/ and (by default) dispatcher.list. */
   readonly workDir: string;
+  /** The rendered config Kamailio runs. */
+  readonly cfgFile: string;
   /** A client for rpcUrl; survives restart(), closed by dispose(). */
   readonly rpc: KamailioRpc;
   running(): boolean;
@@ -90,21 +114,20 @@ export interface KamailioInstance {
   logTail(lines?: number): string;
 }
 
-export const TEST_LB_CFG = fileURLToPath(new URL('../fixtures/kamailio/test-lb.cfg', import.meta.url));
 const KAMAILIO_BIN = 'kamailio';
-const SUPPORTED_ALGS = new Set([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13]);
+/** `alg` values the template can run without call load. */
+const ALG_TO_ALGORITHM = new Map<number, KamailioLbOptions['algorithm']>([
+  [9, 'weight'],
+  [11, 'relative-weight'],
+]);
 
-function checkInteger(name: string, value: number, min: number, max: number): void {
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new Error(`startKamailio: ${name} must be an integer in [${min}, ${max}], got ${value}`);
+/** The harness's names for the template options, checked by the production schema. */
+function checkOptions(input: KamailioLbOptionsInput): void {
+  const parsed = kamailioLbOptionsSchema.safeParse(input);
+  if (!parsed.success) {
+    const reason = formatKamailioOptionsError(parsed.error).split('\n').join('; ');
+    throw new Error(`startKamailio: ${reason}`);
   }
-}
-
-/** A substdef value goes between '!' delimiters on the command line: refuse anything that could break out. */
-function substdef(name: string, value: string | number): string {
-  const text = String(value);
-  if (!/^[A-Za-z0-9._/:+-]+$/.test(text)) throw new Error(`startKamailio: unsafe value for ${name}: ${text}`);
-  return `--substdef=!${name}!${text}!g`;
 }
 
 async function pollReady(
@@ -135,59 +158,57 @@ async function pollReady(
 export async function startKamailio(opts: StartKamailioOptions = {}): Promise<KamailioInstance> {
   const sipIp = opts.sipIp ?? loopbackHost();
   assertLoopback(sipIp);
-  const reloadDeltaS = opts.reloadDeltaS ?? 1;
-  const pingIntervalS = opts.pingIntervalS ?? 1;
-  const frTimerMs = opts.frTimerMs ?? 2000;
+  if (opts.listenVip !== undefined) assertLoopback(opts.listenVip);
   const alg = opts.alg ?? 9;
-  const startTimeoutMs = opts.startTimeoutMs ?? 5000;
-  checkInteger('reloadDeltaS', reloadDeltaS, 0, 3600);
-  checkInteger('pingIntervalS', pingIntervalS, 1, 3600);
-  checkInteger('frTimerMs', frTimerMs, 100, 60_000);
-  if (opts.hep) {
-    checkInteger('hep.port', opts.hep.port, 1, 65535);
-    checkInteger('hep.captureId', opts.hep.captureId, 0, 2 ** 31 - 1);
+  const algorithm = opts.algorithm ?? ALG_TO_ALGORITHM.get(alg);
+  if (algorithm === undefined) {
+    throw new Error(`startKamailio: alg ${alg} is not supported (9 or 11; algorithm: 'call-load' for 10)`);
   }
-  if (!SUPPORTED_ALGS.has(alg)) throw new Error(`startKamailio: alg ${alg} is not supported by test-lb.cfg`);
+  const startTimeoutMs = opts.startTimeoutMs ?? 5000;
+  /** Everything but the ports and paths, which are only known below. */
+  const fixed = {
+    sipIp,
+    reloadDeltaS: opts.reloadDeltaS ?? 1,
+    pingIntervalS: opts.pingIntervalS ?? 1,
+    frTimerMs: opts.frTimerMs ?? 2000,
+    ...(opts.frInvTimerMs === undefined ? {} : { frInvTimerMs: opts.frInvTimerMs }),
+    algorithm,
+    ...(opts.listenVip === undefined ? {} : { listenVip: opts.listenVip }),
+    ...(opts.hep
+      ? {
+          hep: {
+            ip: '127.0.0.1',
+            port: opts.hep.port,
+            captureId: opts.hep.captureId,
+            traceKeepalives: opts.hep.traceKeepalives ?? true,
+          },
+        }
+      : {}),
+  } satisfies Partial<KamailioLbOptionsInput>;
+  // Fail fast, before any file or process exists; paths and ports here are placeholders.
+  checkOptions({
+    ...fixed,
+    listFile: '/x',
+    ...(opts.sipPort === undefined ? {} : { sipPort: opts.sipPort }),
+  });
 
   const workDir = await mkdtemp(join(tmpdir(), 'sy-kamailio-'));
   registerTempDir(workDir);
   try {
-    if (opts.sipPort !== undefined) checkInteger('sipPort', opts.sipPort, 1, 65535);
     const listFile = opts.listFile ?? join(workDir, 'dispatcher.list');
     const runDir = join(workDir, 'run');
     const logFile = join(workDir, 'kamailio.log');
+    const cfgFile = join(workDir, 'kamailio.cfg');
     await mkdir(runDir);
     // Kamailio refuses to start when list_file is missing.
     if (opts.initialList !== undefined) await writeFile(listFile, opts.initialList);
     else if (!existsSync(listFile)) await writeFile(listFile, '# setid destination flags priority attrs\n');
 
-    const argsFor = (sipPort: number, httpPort: number): string[] => [
-      '-f',
-      TEST_LB_CFG,
-      '-DD',
-      '-E',
-      '-m',
-      '64',
-      '-M',
-      '8',
-      substdef('SIP_IP', sipIp),
-      substdef('SIP_PORT', sipPort),
-      substdef('HTTP_PORT', httpPort),
-      substdef('RUNDIR', runDir),
-      substdef('LIST_FILE', listFile),
-      substdef('RELOAD_DELTA', reloadDeltaS),
-      substdef('PING_INTERVAL', pingIntervalS),
-      substdef('FR_TIMER_MS', frTimerMs),
-      substdef('ALG', alg),
-      ...(opts.hep
-        ? [
-            '-A',
-            'WITH_SIPTRACE',
-            substdef('HEP_PORT', opts.hep.port),
-            substdef('HEP_CAPTURE_ID', opts.hep.captureId),
-          ]
-        : []),
-    ];
+    /** Renders the production template for these ports; returns the argv to run it. */
+    const argsFor = async (sipPort: number, httpPort: number): Promise<string[]> => {
+      await writeFile(cfgFile, renderKamailioConfig({ ...fixed, sipPort, httpPort, runDir, listFile }));
+      return kamailioCommand({ bin: KAMAILIO_BIN, cfgPath: cfgFile }).args;
+    };
 
     /** Spawns and waits for JSON-RPC; on failure the daemon is gone and the error has the log tail. */
     const launch = async (args: string[], probeRpc: KamailioRpc): Promise<Daemon> => {
@@ -211,7 +232,7 @@ export async function startKamailio(opts: StartKamailioOptions = {}): Promise<Ka
     for (let attempt = 1; !daemon; attempt++) {
       sipPort = opts.sipPort ?? (await freeUdpPort(sipIp));
       httpPort = await freeTcpPort('127.0.0.1');
-      args = argsFor(sipPort, httpPort);
+      args = await argsFor(sipPort, httpPort);
       probeRpc = createKamailioRpc({ url: `http://127.0.0.1:${httpPort}/RPC`, timeoutMs: 500 });
       try {
         daemon = await launch(args, probeRpc);
@@ -242,6 +263,7 @@ export async function startKamailio(opts: StartKamailioOptions = {}): Promise<Ka
       rpcUrl,
       listFile,
       workDir,
+      cfgFile,
       rpc,
       get pid() {
         return current.pid;

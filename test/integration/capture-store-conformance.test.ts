@@ -573,6 +573,98 @@ function conformance(name: string, make: () => Promise<Backend>): void {
       assert.equal(await s.getCall('v1'), undefined);
     });
 
+    // ---- live calls ------------------------------------------------------------------------
+
+    /** An answered call whose BYE has not come yet: INVITE, 100, 180, 200, ACK. */
+    const upCall = (leg: Leg, at: number) => call(leg, at, 'answered').slice(0, 5);
+    const hangUp = (leg: Leg, at: number) => call(leg, at, 'answered').slice(5);
+    const PROXY = '10.0.0.1:5060';
+
+    it('liveCalls - answered without BYE and ringing are live; ended, failed, busy, cancelled are not', async (t) => {
+      const s = await fresh(t);
+      const up = { callId: 'live-up', caller: '192.0.2.21' };
+      const ringing = { callId: 'live-ring', caller: '192.0.2.22' };
+      await s.insertBatch([
+        ...upCall(up, 0),
+        ...call(ringing, S, 'ringing'),
+        ...call({ callId: 'live-done', caller: '192.0.2.23' }, 2 * S, 'answered'),
+        ...call({ callId: 'live-busy' }, 3 * S, 'busy'),
+        ...call({ callId: 'live-failed' }, 4 * S, 'failed'),
+        ...call({ callId: 'live-cancelled' }, 5 * S, 'cancelled'),
+        // A REGISTER answered 200 is `answered` too, but no call.
+        message({ callId: 'live-reg' }, 6 * S, { method: 'REGISTER', cseq: '1 REGISTER' }),
+        message({ callId: 'live-reg' }, 6 * S + 1000, { status: 200, cseq: '1 REGISTER' }),
+      ]);
+      const live = await s.liveCalls({ sinceUs: T0 });
+      assert.deepEqual(
+        new Map([...live].sort(([a], [b]) => (a < b ? -1 : 1))),
+        new Map([
+          [PROXY, { channels: 2, calls: 2, ringing: 1 }],
+          ['192.0.2.21:5060', { channels: 1, calls: 1, ringing: 0 }],
+          ['192.0.2.22:5060', { channels: 1, calls: 1, ringing: 1 }],
+        ]),
+      );
+      // The ringing call is answered, the answered one hangs up (later batches).
+      await s.insertBatch([message(ringing, 10 * S, { status: 200 })]);
+      await s.insertBatch(hangUp(up, 0));
+      const after = await s.liveCalls({ sinceUs: T0 });
+      assert.deepEqual(after.get(PROXY), { channels: 1, calls: 1, ringing: 0 });
+      assert.equal(after.has('192.0.2.21:5060'), false);
+      assert.deepEqual(after.get('192.0.2.22:5060'), { channels: 1, calls: 1, ringing: 0 });
+      // A CANCEL ends a ringing call even before its 487.
+      await s.insertBatch(call({ callId: 'live-ring2' }, 20 * S, 'ringing'));
+      assert.equal((await s.liveCalls({ sinceUs: T0 })).get(PROXY)?.channels, 2);
+      await s.insertBatch([message({ callId: 'live-ring2' }, 21 * S, { method: 'CANCEL' })]);
+      assert.equal((await s.liveCalls({ sinceUs: T0 })).get(PROXY)?.channels, 1);
+    });
+
+    it('liveCalls - sinceUs window, endpoint filter with zeros, IPv6, legs of one call counted once', async (t) => {
+      const spec = await b.freshSpec();
+      const s = await openCaptureStore(spec);
+      t.after(() => s.close());
+      const aLeg = { callId: 'a-leg', caller: '2001:db8::10', callerPort: 5062 };
+      await s.insertBatch([
+        ...upCall({ callId: 'old', caller: '192.0.2.30' }, 0),
+        ...upCall(aLeg, 100 * S),
+        // The B-leg names the A-leg's Call-ID in X-CID: two channels, one call.
+        ...upCall({ callId: 'b-leg', caller: '192.0.2.31', xCorrelation: 'a-leg' }, 101 * S),
+      ]);
+      const all = await s.liveCalls({ sinceUs: T0 });
+      assert.deepEqual(all.get(PROXY), { channels: 3, calls: 2, ringing: 0 });
+      const recent = await s.liveCalls({ sinceUs: T0 + 100 * S });
+      assert.deepEqual(recent.get(PROXY), { channels: 2, calls: 1, ringing: 0 });
+      assert.equal(recent.has('192.0.2.30:5060'), false);
+      assert.deepEqual(await s.liveCalls({ sinceUs: T0 + 101 * S + 1 }), new Map());
+
+      const v6 = '[2001:db8::10]:5062';
+      const filtered = await s.liveCalls({ sinceUs: T0, endpoints: [v6, '198.51.100.9:5060', v6] });
+      assert.deepEqual(
+        filtered,
+        new Map([
+          [v6, { channels: 1, calls: 1, ringing: 0 }],
+          ['198.51.100.9:5060', { channels: 0, calls: 0, ringing: 0 }],
+        ]),
+      );
+      // A bare host is not an endpoint here.
+      assert.equal(
+        (await s.liveCalls({ sinceUs: T0, endpoints: ['2001:db8::10'] })).get('2001:db8::10')?.channels,
+        0,
+      );
+
+      // A read-only handle (the console's, the capture role's) answers the same.
+      const reader = await openCaptureStore(spec, { readOnly: true });
+      t.after(() => reader.close());
+      assert.deepEqual(await reader.liveCalls({ sinceUs: T0 }), all);
+
+      for (const bad of [
+        { sinceUs: 1.5 },
+        { sinceUs: T0, endpoints: [''] },
+        { sinceUs: T0, endpoints: 'x' },
+      ]) {
+        await assert.rejects(s.liveCalls(bad as never), { code: 'SY_ERR_INVALID_ARGUMENT' });
+      }
+    });
+
     it('store - a second handle reads what the first wrote; a read-only one refuses writes', async (t) => {
       const spec = await b.freshSpec();
       const writer = await openCaptureStore(spec);

@@ -62,7 +62,7 @@ before(async () => {
     }),
     { logger },
   );
-  adminUrl = capture.adminUrl;
+  adminUrl = capture.adminUrl ?? assert.fail('capture runs its own admin server');
   for (let i = 0; i < 2; i++) backends.push(await startSippUas({ ip: loopbackHost(), port: 5060 }));
   kamailio = await startKamailio({
     hep: { port: hepPort, captureId: 77 },

@@ -417,11 +417,18 @@ describe('dispatcher on real Kamailio and etcd', { timeout: 240_000 }, () => {
       );
       assert.deepEqual(await flagsOf(first.kamailio.rpc), await flagsOf(second.kamailio.rpc));
       assert.equal(first.dispatcher.status().appliedHash, second.dispatcher.status().appliedHash);
-      await waitFor(async () => (await first.registry.snapshot()).dispatchers.size === 2, {
-        what: 'both statuses',
-      });
-      const statuses = [...(await first.registry.snapshot()).dispatchers.values()];
-      assert.ok(statuses.every((s) => s.appliedHash === first.dispatcher.status().appliedHash));
+      // Each dispatcher publishes its status after it applies; an earlier status (from before
+      // the drain intent was applied) may still be the stored one for a moment.
+      await waitFor(
+        async () => {
+          const statuses = [...(await first.registry.snapshot()).dispatchers.values()];
+          return (
+            statuses.length === 2 &&
+            statuses.every((s) => s.appliedHash === first.dispatcher.status().appliedHash)
+          );
+        },
+        { what: 'both published statuses carry the applied hash' },
+      );
     } finally {
       await second.close();
       await first.close();

@@ -11,7 +11,7 @@ import { type SippUas, startSippUas } from '../harness/sipp.ts';
 import { sleep, waitFor } from '../harness/wait.ts';
 
 /**
- * The Kamailio JSON-RPC client against a real Kamailio 5.6 (test-lb.cfg, reload_delta 1 s, ping
+ * The Kamailio JSON-RPC client against a real Kamailio 5.6 (the production template, reload_delta 1 s, ping
  * every 1 s) with a real SIPp UAS as a live backend. Tests run in order and share the daemon.
  */
 
