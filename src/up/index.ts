@@ -74,13 +74,14 @@ function ensureTokens(config: UpConfig, dataDir: string): { tokens: ConsoleToken
   };
 }
 
-/** The nodes to run agents for: the configured ones, or the demo backends. */
-function nodesOf(config: UpConfig, sippBin: string | undefined): UpNode[] {
-  if (!config.demo.enabled) return config.nodes;
+/** The nodes to run agents for: the demo backends (in demo mode), then the configured ones. */
+function nodesOf(config: UpConfig, sippBin: string | undefined): (UpNode & { demo: boolean })[] {
+  const configured = config.nodes.map((n) => ({ ...n, demo: false }));
+  if (!config.demo.enabled) return configured;
   if (sippBin === undefined)
     throw new SwitchyardError(ErrorCode.CONFIG_INVALID, 'demo mode needs sipp (sip-tester)');
   const setprivBin = findExecutable('setpriv');
-  const demo: UpNode[] = [];
+  const demo: (UpNode & { demo: boolean })[] = [];
   for (let i = 0; i < config.demo.backends; i++) {
     const name = `demo-${i + 1}`;
     const ip = config.demo.backendIp;
@@ -89,9 +90,10 @@ function nodesOf(config: UpConfig, sippBin: string | undefined): UpNode[] {
       id: name,
       sipUri: `sip:${ip.includes(':') ? `[${ip}]` : ip}:${port}`,
       command: demoBackendCommand({ sippBin, name, ip, port, ...(setprivBin ? { setprivBin } : {}) }),
+      demo: true,
     });
   }
-  return [...demo, ...config.nodes];
+  return [...demo, ...configured];
 }
 
 export async function runUp(config: UpConfig, opts: UpOptions): Promise<RunningUp> {
@@ -100,6 +102,8 @@ export async function runUp(config: UpConfig, opts: UpOptions): Promise<RunningU
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true });
   const registrySpec = `embedded:${join(dataDir, 'registry.db')}`;
+  // The roles' own configs have no 'silent'; their loggers come from here anyway.
+  const roleLogLevel = config.log.level === 'silent' ? 'fatal' : config.log.level;
   const metrics = createMetricsRegistry();
   collectDefaultMetrics({ register: metrics, prefix: 'switchyard_up_' });
   const agentMetrics: MetricsRegistry[] = [];
@@ -148,7 +152,7 @@ export async function runUp(config: UpConfig, opts: UpOptions): Promise<RunningU
           retention: config.capture.retention,
           registry: registrySpec,
           registryPrefix: config.registryPrefix,
-          log: { level: config.log.level === 'silent' ? 'fatal' : config.log.level },
+          log: { level: roleLogLevel },
         }),
         { logger: logger.child({ role: 'capture' }), metrics, admin: false },
       );
@@ -222,7 +226,7 @@ export async function runUp(config: UpConfig, opts: UpOptions): Promise<RunningU
         listFile,
         name: 'up',
         reloadDeltaMs: config.kamailio.reloadDeltaS * 1000,
-        log: { level: config.log.level === 'silent' ? 'fatal' : config.log.level },
+        log: { level: roleLogLevel },
       }),
       { logger: logger.child({ role: 'dispatcher' }), metrics, admin: false },
     );
@@ -240,12 +244,11 @@ export async function runUp(config: UpConfig, opts: UpOptions): Promise<RunningU
     const agents: RunningRole[] = [];
     stops.push({ name: 'agents', stop: async () => void (await Promise.all(agents.map((a) => a.stop()))) });
     for (const node of nodes) {
-      step(
-        `agent ${node.id}: ${node.sipUri}${node.command ? ` (runs ${node.command.at(-1) === '-nostdin' ? 'a demo sipp backend' : node.command[0]})` : ''}`,
-      );
+      const runs = node.demo ? 'a demo sipp backend' : node.command?.[0];
+      step(`agent ${node.id}: ${node.sipUri}${runs === undefined ? '' : ` (runs ${runs})`}`);
       const fileConfig =
         node.agentConfig === undefined ? {} : parseYaml(readFileSync(node.agentConfig, 'utf8'));
-      const agentConfig = agentConfigSchema.parse({
+      const parsed = agentConfigSchema.safeParse({
         ...(typeof fileConfig === 'object' && fileConfig !== null ? fileConfig : {}),
         registry: registrySpec,
         registryPrefix: config.registryPrefix,
@@ -255,14 +258,20 @@ export async function runUp(config: UpConfig, opts: UpOptions): Promise<RunningU
         ...(node.weight === undefined ? {} : { weight: node.weight }),
         ...(node.maxCalls === undefined ? {} : { maxCalls: node.maxCalls }),
         ...(node.command === undefined ? {} : { command: node.command }),
-        ...(config.demo.enabled && node.id.startsWith('demo-')
+        ...(node.demo
           ? {
               drain: { deadlineMs: config.demo.callDurationMs + 2000 },
               paths: { data: join(dataDir, 'demo', node.id) },
             }
           : {}),
-        log: { level: config.log.level === 'silent' ? 'fatal' : config.log.level },
+        log: { level: roleLogLevel },
       });
+      if (!parsed.success) {
+        const where = `node ${node.id}${node.agentConfig === undefined ? '' : ` (agentConfig ${node.agentConfig})`}`;
+        const problems = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
+        throw new SwitchyardError(ErrorCode.CONFIG_INVALID, `${where}:\n${problems.join('\n')}`);
+      }
+      const agentConfig = parsed.data;
       const endpoint = endpointOfUri(node.sipUri);
       const calls: CallSource | undefined =
         node.ami === undefined && poller !== undefined && endpoint !== undefined
