@@ -169,6 +169,12 @@ export async function runUp(config: UpConfig, opts: UpOptions): Promise<RunningU
       stops.push({ name: 'live call counter', stop: async () => p.close() });
     }
 
+    // Agents stop together, each draining its node (waiting for its calls), after the dispatcher
+    // and Kamailio: the whole stack is going, so there is no load balancer left to steer, and
+    // the dispatcher does not see every node vanish at once (a mass removal it would hold).
+    const agents: RunningRole[] = [];
+    stops.push({ name: 'agents', stop: async () => void (await Promise.all(agents.map((a) => a.stop()))) });
+
     // 3. Kamailio.
     const kamailioDir = join(dataDir, 'kamailio');
     mkdirSync(kamailioDir, { recursive: true });
@@ -240,9 +246,6 @@ export async function runUp(config: UpConfig, opts: UpOptions): Promise<RunningU
     // 5. Agents.
     const sippBin = findExecutable('sipp');
     const nodes = nodesOf(config, sippBin);
-    // Stopped together: each drains its node (waits for its calls) before stopping it.
-    const agents: RunningRole[] = [];
-    stops.push({ name: 'agents', stop: async () => void (await Promise.all(agents.map((a) => a.stop()))) });
     for (const node of nodes) {
       const runs = node.demo ? 'a demo sipp backend' : node.command?.[0];
       step(`agent ${node.id}: ${node.sipUri}${runs === undefined ? '' : ` (runs ${runs})`}`);
