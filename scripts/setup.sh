@@ -18,6 +18,8 @@ if [ "${1:-}" = "--test" ]; then
     [chromium]=chromium
     [keepalived]=keepalived
     [setpriv]=util-linux
+    [curl]=curl
+    [ip]=iproute2
   )
   missing=()
   for cmd in "${!PACKAGES[@]}"; do

@@ -4,6 +4,7 @@ import { registerAgentCommand } from './agent-command.ts';
 import { registerCaptureCommands } from './capture-commands.ts';
 import { registerConsoleCommands } from './console-commands.ts';
 import { registerIntentCommands } from './intents.ts';
+import { registerLabCommands } from './lab-command.ts';
 import { registerNodeCommands } from './nodes.ts';
 import type { CliContext } from './operator.ts';
 import { ExitCode, reportError } from './output.ts';
@@ -31,6 +32,7 @@ export function createProgram(ctx: CliContext): Command {
   registerCaptureCommands(program, ctx);
   registerNodeCommands(program, ctx);
   registerIntentCommands(program, ctx);
+  registerLabCommands(program, ctx);
   return program;
 }
 
