@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { ErrorCode, SwitchyardError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { fail, ok, type Result } from '../core/result.ts';
+import { forwardLines, signalGroup, stopSippUac } from '../up/sipp-process.ts';
 
 /**
  * The HA lab's load generator: a SIPp UAC that places calls at the VIP and accounts for every one
@@ -266,9 +267,7 @@ export interface LabCaller {
  * whose backend died after its 180 would never be counted.
  */
 const RECV_TIMEOUT_MS = 32_000;
-const TERM_TO_KILL_MS = 1000;
 const MAX_READ_BYTES = 256 * 1024;
-const MAX_LOG_LINE_CHARS = 2000;
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
@@ -324,18 +323,6 @@ export function labCallerCommand(opts: LabCallerOptions): string[] {
     '-fd',
     '1',
   ];
-}
-
-/** Calls `onLine` for each line of a child's output stream, bounded in length. */
-function forwardLines(stream: NodeJS.ReadableStream | null, onLine: (line: string) => void): void {
-  if (stream === null) return;
-  let partial = '';
-  stream.setEncoding('utf8');
-  stream.on('data', (text: string) => {
-    const lines = (partial + text).split('\n');
-    partial = (lines.pop() ?? '').slice(0, MAX_LOG_LINE_CHARS);
-    for (const line of lines) if (line.trim() !== '') onLine(line.slice(0, MAX_LOG_LINE_CHARS));
-  });
 }
 
 /**
@@ -482,18 +469,7 @@ export async function startLabCaller(opts: LabCallerOptions): Promise<LabCaller>
     stopped ??= (async () => {
       stopping = true;
       const graceMs = stopOpts.graceMs ?? opts.callDurationMs + 5000;
-      if (alive) {
-        signalPid(pid, 'SIGUSR1');
-        if (!(await settlesWithin(exited, graceMs)) && alive) {
-          log.warn({ pid, graceMs, ...latest }, 'calls still up after the grace period: SIGTERM');
-          signalPid(pid, 'SIGTERM');
-          if (!(await settlesWithin(exited, TERM_TO_KILL_MS)) && alive) {
-            log.warn({ pid }, 'still running after SIGTERM: SIGKILL');
-            signalGroup(pid, 'SIGKILL');
-          }
-        }
-      }
-      await exited;
+      await stopSippUac({ pid, exited, alive: () => alive, graceMs, log, context: () => ({ ...latest }) });
       // Calls SIGTERM cut off were neither completed nor lost as far as SIPp knows: say so, the
       // report would otherwise understate losses. A grace of callDurationMs + ~35 s lets every
       // retransmitting INVITE or BYE reach its verdict.
@@ -514,31 +490,4 @@ export async function startLabCaller(opts: LabCallerOptions): Promise<LabCaller>
     exited,
     stop,
   };
-}
-
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  const result = await Promise.race([promise.then(() => true as const), timeout]);
-  clearTimeout(timer);
-  return result;
-}
-
-function signalPid(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(pid, signal);
-  } catch {
-    // already gone
-  }
-}
-
-/** The group id is SIPp's pid (detached), and it is still alive when we call this. */
-function signalGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    signalPid(pid, signal);
-  }
 }

@@ -9,6 +9,7 @@ import { ErrorCode, SwitchyardError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { findExecutable } from './demo-prerequisites.ts';
 import { createSippStatReader, type SippCallCounters } from './demo-sipp-stats.ts';
+import { forwardLines, signalGroup, stopSippUac } from './sipp-process.ts';
 
 export {
   type CheckPrerequisitesOptions,
@@ -169,10 +170,8 @@ export interface CallGenerator {
   stop(): Promise<void>;
 }
 
-const MAX_LOG_LINE_CHARS = 2000;
 /** After SIPp exits, how long its last statistics line may still sit in the FIFO unread. */
 const FINAL_READ_MS = 100;
-const TERM_TO_KILL_MS = 1000;
 
 function validateGenerator(opts: CallGeneratorOptions): void {
   const target = /^(.+):([0-9]{1,5})$/.exec(opts.target);
@@ -203,21 +202,6 @@ function runOnce(program: string, args: string[]): Promise<string | undefined> {
     });
     child.once('error', (err) => resolve(err.message));
     child.once('close', (code) => resolve(code === 0 ? undefined : `exit ${code}: ${stderr.trim()}`));
-  });
-}
-
-/** Calls `onLine` for each line of a child's output stream, bounded in length. */
-function forwardLines(stream: NodeJS.ReadableStream | null, onLine: (line: string) => void): void {
-  if (stream === null) return;
-  let partial = '';
-  stream.setEncoding('utf8');
-  stream.on('data', (text: string) => {
-    const lines = (partial + text).split('\n');
-    partial = (lines.pop() ?? '').slice(0, MAX_LOG_LINE_CHARS);
-    for (const line of lines) if (line.trim() !== '') onLine(line.slice(0, MAX_LOG_LINE_CHARS));
-  });
-  stream.on('end', () => {
-    if (partial.trim() !== '') onLine(partial);
   });
 }
 
@@ -377,18 +361,7 @@ export async function startCallGenerator(opts: CallGeneratorOptions): Promise<Ca
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
       stopping = true;
-      if (alive) {
-        signalPid(pid, 'SIGUSR1');
-        if (!(await settlesWithin(exited, stopGraceMs)) && alive) {
-          log.warn({ pid, stopGraceMs }, 'calls still up after the grace period: SIGTERM');
-          signalPid(pid, 'SIGTERM');
-          if (!(await settlesWithin(exited, TERM_TO_KILL_MS)) && alive) {
-            log.warn({ pid }, 'still running after SIGTERM: SIGKILL');
-            signalGroup(pid, 'SIGKILL');
-          }
-        }
-      }
-      await exited;
+      await stopSippUac({ pid, exited, alive: () => alive, graceMs: stopGraceMs, log });
     })();
     return stopped;
   };
@@ -404,32 +377,4 @@ export async function startCallGenerator(opts: CallGeneratorOptions): Promise<Ca
     exited,
     stop,
   };
-}
-
-/** True when `promise` settles within `ms`. */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  const result = await Promise.race([promise.then(() => true as const), timeout]);
-  clearTimeout(timer);
-  return result;
-}
-
-function signalPid(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(pid, signal);
-  } catch {
-    // already gone
-  }
-}
-
-/** The group id is SIPp's pid (detached), and it is still alive when we call this. */
-function signalGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    signalPid(pid, signal);
-  }
 }
