@@ -321,7 +321,15 @@ export async function startHaLab(opts: {
 
     for (const as of backends) {
       const ip = ipOf(as);
-      const service = demoBackendCommand({ sippBin, name: as, ip, port: 5060 });
+      // With setpriv, the backend dies with whoever started it (its agent): an agent killed by a
+      // scenario or by teardown leaves no SIPp behind.
+      const service = demoBackendCommand({
+        sippBin,
+        name: as,
+        ip,
+        port: 5060,
+        ...(setpriv ? { setprivBin: setpriv } : {}),
+      });
       if (settings.mode === 'switchyard') {
         step(`${as}: switchyard agent supervising a SIP backend at ${ip}:5060`);
         const agentCfg = join(dirOf(as), 'agent.yaml');
