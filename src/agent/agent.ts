@@ -75,6 +75,8 @@ export interface AgentOptions {
     optionsTimeoutMs: number;
     failuresToDown: number;
     successesToUp: number;
+    /** How long AMI may stay lost while the node serves before that makes it unhealthy. */
+    amiDownGraceMs: number;
   };
   readiness: { timeoutMs: number };
   restart: { unhealthyRestartAfterMs: number };
@@ -129,6 +131,10 @@ export interface AgentHandle {
 /** Longest delay of a call-count or stats update to the node record. */
 const RECORD_COALESCE_MS = 1000;
 
+/** Back-off between attempts to open the intent watch while the registry is away at boot. */
+const WATCH_RETRY_INITIAL_MS = 500;
+const WATCH_RETRY_MAX_MS = 5000;
+
 export function createAgent(deps: AgentDeps): AgentHandle {
   const { options: o, logger } = deps;
   const now = deps.now ?? Date.now;
@@ -156,10 +162,20 @@ export function createAgent(deps: AgentDeps): AgentHandle {
   let drainIntent = false;
   /** Set while an up node fails its checks: it is out of rotation (record `down`). */
   let unhealthySince: number | undefined;
+  /** Since when AMI has been lost (disconnected, or back but not booted again); undefined while fine. */
+  let amiLostSince: number | undefined;
+  /** Re-evaluates when the AMI grace ends: a lost AMI says nothing more by itself. */
+  let amiGraceTimer: NodeJS.Timeout | undefined;
+  /** Why the agent itself asked for the current restart; its `restarting` reason says so. */
+  let restartCause: string | undefined;
   let probeTimer: NodeJS.Timeout | undefined;
   let readyDeadline: NodeJS.Timeout | undefined;
   let recordTimer: NodeJS.Timeout | undefined;
   let viewWatch: { close(): Promise<void> } | undefined;
+  /** Settles once the operator's intents are known (or the agent stops): announcing waits for it. */
+  let intentsKnown: Promise<void> = Promise.resolve();
+  /** Ends the wait between two attempts to open the intent watch (shutdown). */
+  let wakeWatchRetry: (() => void) | undefined;
   let started = false;
   /** Ends the current drain wait early (calls changed, undrain, shutdown). */
   let wakeDrain: (() => void) | undefined;
@@ -257,6 +273,9 @@ export function createAgent(deps: AgentDeps): AgentHandle {
     if (announcing) return;
     announcing = true;
     try {
+      // Never into rotation against a drain the operator has asked for but we have not read yet.
+      await intentsKnown;
+      if (stopping || shutdownRequested) return;
       const previous = phase;
       phase = 'up';
       const input = recordInput();
@@ -299,24 +318,78 @@ export function createAgent(deps: AgentDeps): AgentHandle {
     }
     if (tracker.record(res.up))
       logger.info({ healthy: tracker.healthy(), reason: res.reason }, 'SIP health changed');
-    m.healthy.set(tracker.healthy() ? 1 : 0);
     evaluate(res.reason);
     scheduleProbe(o.health.optionsIntervalMs);
+  }
+
+  const serving = (): boolean => phase === 'up' || phase === 'draining' || phase === 'drained';
+
+  /**
+   * Follows how long AMI has been lost and wakes evaluate() when the grace ends: a lost AMI
+   * reports nothing more by itself, so without the timer the node would wait for the next probe.
+   */
+  function trackAmi(): void {
+    if (!ami) return;
+    if (ami.connected() && ami.fullyBooted()) {
+      amiLostSince = undefined;
+      if (amiGraceTimer) clearTimeout(amiGraceTimer);
+      amiGraceTimer = undefined;
+      return;
+    }
+    // Back but not booted yet keeps the loss running: the reconnect is part of the same blip.
+    if (!ami.connected()) amiLostSince ??= now();
+    if (amiLostSince === undefined || amiGraceTimer) return;
+    const remainingMs = amiLostSince + o.health.amiDownGraceMs - now();
+    if (remainingMs <= 0) return;
+    amiGraceTimer = setTimeout(() => {
+      amiGraceTimer = undefined;
+      evaluate();
+    }, remainingMs);
+  }
+
+  /**
+   * Why AMI keeps the node from being ready, if it does. Warm-up is strict: connected and
+   * FullyBooted, or no announcement. A serving node gets `health.amiDownGraceMs` of grace for a
+   * lost session (manager reload, TCP reset; the client reconnects by itself), since a dead
+   * Asterisk is caught at once anyway, by the process exit and by OPTIONS.
+   */
+  function amiProblem(): string | undefined {
+    if (!ami) return undefined;
+    if (serving() && amiLostSince !== undefined) {
+      const lostMs = now() - amiLostSince;
+      if (lostMs < o.health.amiDownGraceMs) return undefined;
+      return ami.connected()
+        ? `AMI back but no FullyBooted for ${lostMs} ms`
+        : `AMI disconnected for ${lostMs} ms`;
+    }
+    if (!ami.connected()) return 'AMI not connected';
+    if (!ami.fullyBooted()) {
+      // A serving node's own session losing its boot means Asterisk announced a shutdown.
+      return serving() ? 'AMI says Asterisk is shutting down' : 'AMI has not sent FullyBooted';
+    }
+    return undefined;
   }
 
   /** Ready: process running (when supervised), AMI fully booted (when configured), SIP healthy. */
   function readiness(): { ok: true } | { ok: false; why: string } {
     if (service && service.state !== 'running') return { ok: false, why: `process ${service.state}` };
-    if (ami && !ami.connected()) return { ok: false, why: 'AMI not connected' };
-    if (ami && !ami.fullyBooted()) return { ok: false, why: 'AMI has not sent FullyBooted' };
+    const amiWhy = amiProblem();
+    if (amiWhy !== undefined) return { ok: false, why: amiWhy };
     if (!tracker.healthy()) return { ok: false, why: 'SIP OPTIONS not answered with 2xx' };
     return { ok: true };
+  }
+
+  /** Restarts the supervised process on the agent's own decision, remembering why for the record. */
+  function restartService(why: string): void {
+    if (service?.restart(why, { graceMs: o.stop.graceMs })) restartCause = why;
   }
 
   /** Re-decides after any change of health, AMI or process state. */
   function evaluate(probeReason?: string): void {
     if (stopping) return;
+    trackAmi();
     const r = readiness();
+    m.healthy.set(r.ok ? 1 : 0);
     if (phase === 'warm-up') {
       if (!r.ok) return;
       if (readyDeadline) clearTimeout(readyDeadline);
@@ -324,18 +397,22 @@ export function createAgent(deps: AgentDeps): AgentHandle {
       announceUp().catch((err: unknown) => logger.error({ err: describeError(err) }, 'announce failed'));
       return;
     }
-    if (phase !== 'up' && phase !== 'draining' && phase !== 'drained') return;
+    if (!serving()) return;
     if (!r.ok) {
       if (unhealthySince === undefined) {
         // Out of rotation at once; the process gets unhealthyRestartAfterMs to recover.
         unhealthySince = now();
         reason = `unhealthy: ${r.why}${probeReason ? ` (${probeReason})` : ''}`;
-        m.healthy.set(0);
+        m.unhealthy.inc();
         logger.warn({ reason }, 'unhealthy: out of rotation');
         writeRecord(true);
-      } else if (service && now() - unhealthySince >= o.restart.unhealthyRestartAfterMs) {
+      } else if (
+        service &&
+        restartCause === undefined &&
+        now() - unhealthySince >= o.restart.unhealthyRestartAfterMs
+      ) {
         logger.warn({ unhealthyMs: now() - unhealthySince, reason }, 'unhealthy for too long: restarting');
-        service.restart(reason ?? 'unhealthy', { graceMs: o.stop.graceMs });
+        restartService(reason ?? 'unhealthy');
       }
       return;
     }
@@ -361,9 +438,10 @@ export function createAgent(deps: AgentDeps): AgentHandle {
       const r = readiness();
       const why = `not ready after ${o.readiness.timeoutMs} ms: ${r.ok ? 'unknown' : r.why}`;
       logger.warn({ reason: why }, 'warm-up timed out');
+      // The reason shows in status (and the record after a restart) while it lasts.
+      setPhase('warm-up', why);
       // Something that was never ready cannot be fixed by waiting: restart it if it is ours.
-      if (service) service.restart(why, { graceMs: o.stop.graceMs });
-      else setPhase('warm-up', why);
+      restartService(why);
     }, o.readiness.timeoutMs);
     scheduleProbe(0);
   }
@@ -371,12 +449,15 @@ export function createAgent(deps: AgentDeps): AgentHandle {
   function watchService(svc: ServiceControl): void {
     svc.on('started', ({ pid, restarts }) => {
       logger.info({ pid, restarts }, 'service running');
+      restartCause = undefined;
       if (!stopping) beginWarmUp();
     });
     svc.on('exited', (info) => {
       if (stopping) return;
       if (!info.expected) m.exits.inc();
-      const why = `process ${describeExit(info)} after ${Math.round(info.uptimeMs / 1000)} s`;
+      const exit = `process ${describeExit(info)} after ${Math.round(info.uptimeMs / 1000)} s`;
+      // The agent's own restart says why it was asked for, not just how the process ended.
+      const why = info.expected && restartCause !== undefined ? `restarted: ${restartCause}` : exit;
       logger.warn(
         { code: info.code, signal: info.signal, uptimeMs: info.uptimeMs, expected: info.expected },
         'service exited',
@@ -469,6 +550,7 @@ export function createAgent(deps: AgentDeps): AgentHandle {
     }
     stopping = true;
     wakeDrain?.();
+    wakeWatchRetry?.();
     if (service && service.state !== 'stopped' && service.state !== 'idle') {
       // `core stop now` first: Asterisk hangs up what is left and exits cleanly; the signal
       // after stop.graceMs is the safety net.
@@ -478,6 +560,7 @@ export function createAgent(deps: AgentDeps): AgentHandle {
     setPhase('stopped');
     if (probeTimer) clearTimeout(probeTimer);
     if (recordTimer) clearTimeout(recordTimer);
+    if (amiGraceTimer) clearTimeout(amiGraceTimer);
     await viewWatch?.close().catch(() => {});
     await announcement?.withdraw().catch((err: unknown) => {
       logger.warn(
@@ -485,6 +568,42 @@ export function createAgent(deps: AgentDeps): AgentHandle {
         'could not withdraw the node record; it expires with its lease',
       );
     });
+  }
+
+  /**
+   * Opens the watch of the operator's intents, retrying with back-off while the registry is away:
+   * a node that boots before its registry (a site powering up, etcd coming back last) starts its
+   * service and warms up meanwhile, instead of exiting.
+   */
+  async function watchIntents(): Promise<void> {
+    for (let delayMs = WATCH_RETRY_INITIAL_MS; !stopping && !shutdownRequested; ) {
+      try {
+        const watch = await deps.registry.watchView((view) =>
+          onIntent(view.intents.get(o.nodeId)?.drain === true),
+        );
+        if (stopping) {
+          await watch.close().catch(() => {});
+          return;
+        }
+        viewWatch = watch;
+        drainIntent = watch.current().intents.get(o.nodeId)?.drain === true;
+        return;
+      } catch (err) {
+        logger.warn(
+          { err: describeError(err), retryInMs: delayMs },
+          'registry unreachable: cannot read operator intents yet; the node is not announced until it can',
+        );
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delayMs);
+          wakeWatchRetry = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wakeWatchRetry = undefined;
+        delayMs = Math.min(delayMs * 2, WATCH_RETRY_MAX_MS);
+      }
+    }
   }
 
   return {
@@ -505,11 +624,7 @@ export function createAgent(deps: AgentDeps): AgentHandle {
         writeRecord(false);
         wakeDrain?.();
       });
-      const watch = await deps.registry.watchView((view) =>
-        onIntent(view.intents.get(o.nodeId)?.drain === true),
-      );
-      viewWatch = watch;
-      drainIntent = watch.current().intents.get(o.nodeId)?.drain === true;
+      intentsKnown = watchIntents();
       try {
         await deps.prepare?.((p) => setPhase(p));
       } catch (err) {
@@ -581,7 +696,12 @@ function createAgentMetrics(registry: MetricsRegistry) {
     }),
     healthy: new Gauge({
       name: 'switchyard_agent_healthy',
-      help: '1 when SIP OPTIONS health (with hysteresis) is good',
+      help: '1 while the node passes its checks: process, AMI (with its grace), SIP OPTIONS (with hysteresis)',
+      registers,
+    }),
+    unhealthy: new Counter({
+      name: 'switchyard_agent_unhealthy_total',
+      help: 'Times a serving node failed its checks and went out of rotation (record down)',
       registers,
     }),
     probes: new Counter({

@@ -124,6 +124,13 @@ export const agentConfigSchema = z
         failuresToDown: z.number().int().min(1).max(100).default(3),
         /** Consecutive good probes before an unhealthy node counts as healthy again (no flapping). */
         successesToUp: z.number().int().min(1).max(100).default(2),
+        /**
+         * How long AMI may stay lost (disconnected, or back without FullyBooted) before an up node
+         * counts as unhealthy. A manager reload or a TCP reset must not flap the node (the client
+         * reconnects by itself); a dead Asterisk is caught at once by the process exit and by
+         * OPTIONS. Warm-up still needs AMI connected and FullyBooted before announcing.
+         */
+        amiDownGraceMs: z.number().int().min(0).max(600_000).default(3000),
       })
       .strict()
       .refine((h) => h.optionsTimeoutMs <= h.optionsIntervalMs, {
@@ -177,6 +184,15 @@ export const agentConfigSchema = z
          * which Asterisk handles exactly like `core stop now`) before the group is SIGKILLed.
          */
         graceMs: z.number().int().min(0).max(600_000).default(5000),
+        /**
+         * What the kernel sends Asterisk if the agent itself dies (SIGKILL, OOM killer), through
+         * util-linux's setpriv. SIGTERM: Asterisk stops at once (its lease expires and every
+         * dispatcher drops the node within seconds anyway). `none`: Asterisk keeps running
+         * unsupervised, and an agent started again runs a second one that finds its ports taken:
+         * only for a service manager that already kills the whole group (systemd's default
+         * KillMode=control-group, a container's PID 1).
+         */
+        onAgentDeath: z.enum(['SIGTERM', 'SIGKILL', 'none']).default('SIGTERM'),
       })
       .strict()
       .prefault({}),
@@ -186,9 +202,9 @@ export const agentConfigSchema = z
      */
     hooks: z.partialRecord(z.enum(PHASES), hookSchema).default({}),
     /**
-     * Config files rendered before every (re)start: `[{ source, target, mode? }]`. `{{name}}` is
-     * the only syntax; `mode` is an octal string such as `"0640"`. A target is rewritten (atomically)
-     * only when its content changes.
+     * Config files rendered once at boot, before first boot, upgrade and the first start of the
+     * service: `[{ source, target, mode? }]`. `{{name}}` is the only syntax; `mode` is an octal
+     * string such as `"0640"`. A target is rewritten (atomically) only when its content changes.
      */
     templates: z
       .array(
@@ -295,3 +311,25 @@ export type TemplateConfig = AgentConfig['templates'][number];
  * how per-node secrets (trunk passwords, manager.conf secrets) reach the rendered files.
  */
 export const AGENT_SECRET_PATHS: readonly string[] = ['templateVars.*'];
+
+/** How long `core stop now` may take to be sent and answered; the process signal follows anyway. */
+export const CORE_STOP_NOW_TIMEOUT_MS = 2000;
+/** After SIGKILL, how long the supervisor waits for a process stuck in the kernel. */
+export const ABANDON_AFTER_KILL_MS = 5000;
+/** Closing AMI, the admin server and the registry, and withdrawing the record. */
+const CLOSE_MARGIN_MS = 10_000;
+
+/**
+ * The longest a SIGTERMed agent may legitimately take to finish: the drain deadline, `core stop
+ * now`, the stop grace, the wait after SIGKILL, and closing. The CLI waits this long before it
+ * gives up on a stop; any less and a long drain would end in exit 1 with the service left running.
+ */
+export function agentStopBudgetMs(config: Pick<AgentConfig, 'drain' | 'stop'>): number {
+  return (
+    config.drain.deadlineMs +
+    CORE_STOP_NOW_TIMEOUT_MS +
+    config.stop.graceMs +
+    ABANDON_AFTER_KILL_MS +
+    CLOSE_MARGIN_MS
+  );
+}

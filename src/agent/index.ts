@@ -10,7 +10,7 @@ import { getField } from '../proto/ami.ts';
 import { createRegistry, openStore } from '../registry/index.ts';
 import { type AgentHandle, type AmiView, type CallSource, createAgent } from './agent.ts';
 import { parseAmiUrl } from './ami-url.ts';
-import type { AgentConfig } from './config.ts';
+import { type AgentConfig, CORE_STOP_NOW_TIMEOUT_MS } from './config.ts';
 import { prepareData } from './first-boot.ts';
 import { createHookRunner, runHook } from './hooks.ts';
 import { createSupervisor } from './supervisor.ts';
@@ -44,7 +44,9 @@ function amiView(client: AmiClient, logger: Logger): AmiView & { close(): Promis
     async stopNow() {
       // Asterisk never answers `core stop now` (research/asterisk-observed.md): it closes the
       // session. A short deadline; the process signal follows anyway.
-      await client.action('Command', { Command: 'core stop now' }, { timeoutMs: 2000 }).catch(() => {});
+      await client
+        .action('Command', { Command: 'core stop now' }, { timeoutMs: CORE_STOP_NOW_TIMEOUT_MS })
+        .catch(() => {});
     },
     async close() {
       counter.close();
@@ -91,6 +93,7 @@ export async function runAgent(
             crashLoopWindowMs: config.restart.crashLoopWindowMs,
           },
           stopGraceMs: config.stop.graceMs,
+          ...(config.stop.onAgentDeath === 'none' ? {} : { parentDeathSignal: config.stop.onAgentDeath }),
         });
   const hooks = createHookRunner({
     hooks: config.hooks,
@@ -137,13 +140,14 @@ export async function runAgent(
         version: config.version,
         firstBoot: config.firstBoot,
         upgrade: config.upgrade,
-        run: (command, timeoutMs) =>
+        // The command sees SWITCHYARD_PHASE=first-boot or upgrade: what it is being run for.
+        run: (command, timeoutMs, action) =>
           runHook({
             command,
             timeoutMs,
             env,
             logger,
-            phase: 'boot',
+            phase: action,
             nodeId: config.nodeId,
             sipUri: config.sipUri,
           }),

@@ -2,7 +2,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { basename } from 'node:path';
 import { redactUrlPasswords } from '../core/config/index.ts';
 import { describeError, SwitchyardError } from '../core/errors.ts';
+import { findExecutable, parentDeathPrefix } from '../core/executables.ts';
 import type { Logger } from '../core/logger.ts';
+import { ABANDON_AFTER_KILL_MS } from './config.ts';
 import { createLineSplitter } from './output.ts';
 import { isRunning, killLeftoverGroup, signalChild } from './process-group.ts';
 import {
@@ -97,6 +99,13 @@ export interface SupervisorOptions {
   stopGraceMs: number;
   /** Uptime after which the back-off starts over; default restart-policy's stableAfterMs(). */
   stableAfterMs?: number | undefined;
+  /**
+   * Signal the process gets from the kernel when this process dies, even by SIGKILL (Linux, with
+   * util-linux's setpriv; nothing when it is missing). Without it the process, in a group of its
+   * own, outlives a killed supervisor, and the next supervisor starts a second one that finds its
+   * ports taken. Unset: none.
+   */
+  parentDeathSignal?: 'SIGTERM' | 'SIGKILL' | undefined;
   /** Longer output lines are cut (the rest dropped) before they reach the log. */
   maxLineChars?: number | undefined;
   clock?: SupervisorClock | undefined;
@@ -134,15 +143,19 @@ export interface Supervisor {
 
 /** Default cut of one output line. */
 export const DEFAULT_MAX_LINE_CHARS = 4096;
-/** After SIGKILL, how long before stop() stops waiting for a process stuck in the kernel. */
-const ABANDON_AFTER_KILL_MS = 5000;
 
 export function createSupervisor(opts: SupervisorOptions): Supervisor {
-  const [program, ...args] = opts.command;
-  if (program === undefined || program === '')
+  const name = opts.command[0];
+  if (name === undefined || name === '')
     throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', 'supervisor: empty command');
+  const [program, ...args] = [
+    ...(opts.parentDeathSignal === undefined
+      ? []
+      : parentDeathPrefix(opts.parentDeathSignal, findExecutable('setpriv'))),
+    ...opts.command,
+  ] as [string, ...string[]];
   const clock = opts.clock ?? systemClock;
-  const log = opts.logger.child({ proc: basename(program) });
+  const log = opts.logger.child({ proc: basename(name) });
   const backoff = createBackoff({
     initialMs: opts.restart.initialBackoffMs,
     maxMs: opts.restart.maxBackoffMs,

@@ -33,7 +33,10 @@ export const captureConfigSchema = z
       .default('X-CID'),
     /** Store OPTIONS keep-alives too (dropped and counted by default). */
     keepKeepalives: z.boolean().default(false),
-    /** A TCP sender that holds half a HEP frame this long is disconnected (counted `tcp-stalled`). */
+    /**
+     * A TCP sender that holds half a HEP frame this long is disconnected (counted `tcp-stalled`).
+     * One silent between whole frames stays connected (TCP keep-alive removes a dead one).
+     */
     tcpStallTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
     /** Forward every authenticated HEP packet to this upstream collector (an existing Homer). */
     forward: z
@@ -53,7 +56,7 @@ export const captureConfigSchema = z
       .prefault({}),
     retention: z
       .object({
-        /** Delete messages older than this many hours (0: keep by age forever). */
+        /** Delete messages older than this many hours, fractions allowed (0: keep by age forever). */
         maxAgeHours: z.number().min(0).max(87_600).default(168),
         /** Keep stored SIP under this many MiB (1 MiB = 1,048,576 bytes), oldest calls first (0: no size limit). */
         maxSizeMb: z.number().int().min(0).max(10_000_000).default(10_240),

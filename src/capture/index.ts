@@ -1,14 +1,16 @@
 import { type RoleRunOptions, type RunningRole, startAdminServer } from '../core/admin-server.ts';
 import { describeError } from '../core/errors.ts';
 import { createLogger } from '../core/logger.ts';
-import { createMetricsRegistry, Gauge, METRIC_PREFIX } from '../core/metrics.ts';
+import { createMetricsRegistry } from '../core/metrics.ts';
 import { createRegistry, openStore, type Registry } from '../registry/index.ts';
 import type { RegistryView } from '../registry/view.ts';
 import { type CaptureConfig, parseForward, parseListen } from './config.ts';
 import { controlEvents } from './control-events.ts';
-import type { CaptureStore, RetentionPolicy } from './model.ts';
+import type { CaptureStore } from './model.ts';
 import { openCaptureStore } from './open-store.ts';
+import { retentionPolicyOf, startRetentionLoop } from './retention.ts';
 import { type CaptureServer, startCaptureServer } from './server.ts';
+import { keptSummary } from './status.ts';
 
 export { type CaptureConfig, captureConfigSchema } from './config.ts';
 export {
@@ -62,41 +64,13 @@ export async function runCapture(config: CaptureConfig, opts: RoleRunOptions = {
     throw err;
   }
 
-  const policy: RetentionPolicy = {
-    ...(config.retention.maxAgeHours > 0 ? { maxAgeMs: config.retention.maxAgeHours * 3_600_000 } : {}),
-    ...(config.retention.maxSizeMb > 0 ? { maxBytes: config.retention.maxSizeMb * 1024 * 1024 } : {}),
-  };
-  const retentionRemoved = new Gauge({
-    name: `${METRIC_PREFIX}capture_retention_last_removed_messages`,
-    help: 'Messages removed by the last retention run',
-    registers: [metrics],
+  const retention = startRetentionLoop({
+    policy: retentionPolicyOf(config.retention),
+    intervalMs: config.retention.intervalMs,
+    apply: (policy) => server.applyRetention(policy),
+    metrics,
+    logger,
   });
-  let lastRetentionError: string | undefined;
-  // Chained, not an interval: a long run never overlaps the next. It runs in the ingest worker,
-  // the only thread that writes.
-  let retentionTimer: NodeJS.Timeout | undefined;
-  const retentionLoop = () => {
-    retentionTimer = setTimeout(() => {
-      server
-        .applyRetention(policy)
-        .then(
-          (removed) => {
-            lastRetentionError = undefined;
-            retentionRemoved.set(removed);
-            if (removed > 0) logger.info({ removed, policy }, 'retention removed old messages');
-          },
-          (err: unknown) => {
-            lastRetentionError = describeError(err);
-            logger.warn({ err: lastRetentionError }, 'retention failed');
-          },
-        )
-        .finally(() => {
-          if (!stopped) retentionLoop();
-        });
-    }, config.retention.intervalMs);
-    retentionTimer.unref();
-  };
-  retentionLoop();
 
   let stopped = false;
   let registry: Registry | undefined;
@@ -138,18 +112,15 @@ export async function runCapture(config: CaptureConfig, opts: RoleRunOptions = {
     ok: server.healthy(),
     checks: { ingestWorker: server.healthy() ? 'running' : 'exited' },
   });
+  // Readiness doubles as "what is kept": the span, size and retention of the store, so an
+  // operator (or a probe's log) sees at a glance how far back capture reaches.
   const ready = async () => {
     try {
-      const stats = await store.stats();
-      return {
-        ok: true,
-        checks: {
-          store: store.kind,
-          messages: stats.messages,
-          queued: server.queued(),
-          ...(lastRetentionError === undefined ? {} : { retention: lastRetentionError }),
-        },
-      };
+      const kept = keptSummary(store.kind, await store.stats(), {
+        policy: retention.policy,
+        lastError: retention.lastError(),
+      });
+      return { ok: true, checks: { ...kept, queued: server.queued() } };
     } catch (err) {
       return { ok: false, checks: { store: describeError(err) } };
     }
@@ -176,7 +147,7 @@ export async function runCapture(config: CaptureConfig, opts: RoleRunOptions = {
     ready,
     async stop() {
       stopped = true;
-      clearTimeout(retentionTimer);
+      retention.stop();
       await stopWatch?.();
       await registry?.close();
       await registryStore?.close();

@@ -39,7 +39,10 @@ export interface CaptureServerOptions extends IngestOptions {
   maxQueuedMessages?: number;
   /** ...and so are packets beyond this many bytes waiting (64 KiB datagrams add up fast). */
   maxQueuedBytes?: number;
-  /** A TCP peer holding half a frame for this long is disconnected (`tcp-stalled`). */
+  /**
+   * A TCP peer holding half a frame for this long is disconnected (`tcp-stalled`). A peer silent
+   * between whole frames stays connected (TCP keep-alive removes a dead one).
+   */
   tcpStallTimeoutMs?: number;
   maxTcpConnections?: number;
   /** Forward every authenticated HEP packet, unchanged, to this UDP collector. */
@@ -76,6 +79,11 @@ const DEFAULTS = {
 const CLOSE_FLUSH_MS = 5000;
 /** Two batches with the worker: it starts the next one the moment it finishes one. */
 const MAX_IN_FLIGHT = 2;
+/**
+ * An idle HEP TCP peer is probed after this much silence; libuv then probes every second and
+ * gives up after 10 unanswered probes, so a vanished host's connection goes within ~70 s.
+ */
+const TCP_KEEPALIVE_IDLE_MS = 60_000;
 /** Ask the kernel for a large UDP receive buffer: bursts arrive faster than they are read. */
 const UDP_RECV_BUFFER_BYTES = 8 * 1024 * 1024;
 const WORKER_URL = new URL(
@@ -267,9 +275,14 @@ export async function startCaptureServer(opts: CaptureServerOptions): Promise<Ca
     m.tcpConnections.set(tcpPeers.size);
     const framer = createHepStreamFramer();
     // Half a frame and then silence: the peer is stuck or hostile; do not hold its buffer forever.
+    // Silence between whole frames is normal (a quiet captagent or heplify keeps its session
+    // open for hours), so such a peer stays; keep-alive probes remove it if its host is gone.
+    // The timer fires once per quiet spell: each chunk received re-arms it.
+    socket.setKeepAlive(true, TCP_KEEPALIVE_IDLE_MS);
     socket.setTimeout(cfg.tcpStallTimeoutMs, () => {
-      if (framer.pendingBytes() > 0)
-        drop('tcp-stalled', 1, `${peer}: ${framer.pendingBytes()} bytes pending`);
+      const pending = framer.pendingBytes();
+      if (pending === 0) return;
+      drop('tcp-stalled', 1, `${peer}: ${pending} bytes pending`);
       socket.destroy();
     });
     socket.on('data', (chunk: Buffer) => {

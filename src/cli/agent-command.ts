@@ -1,6 +1,6 @@
 import type { Command } from '@commander-js/extra-typings';
 import { stringify } from 'yaml';
-import { AGENT_SECRET_PATHS, agentConfigSchema } from '../agent/config.ts';
+import { AGENT_SECRET_PATHS, agentConfigSchema, agentStopBudgetMs } from '../agent/config.ts';
 import { formatConfigProblems, loadConfig, redactConfig } from '../core/config/index.ts';
 import { createLogger } from '../core/logger.ts';
 import { ROLE_CONFIG_SCHEMAS } from './config.ts';
@@ -70,10 +70,14 @@ export function registerAgentCommand(program: Command, ctx: CliContext): void {
         return;
       }
       const logger = createLogger({ level: config.log.level, base: { role: 'agent', node: config.nodeId } });
-      ctx.exitCode = await runUntilSignal(async () => {
-        // Loaded on demand: --print-config and config errors must not need the whole agent.
-        const { runAgent } = await import('../agent/index.ts');
-        return runAgent(config, { logger });
-      }, logger);
+      ctx.exitCode = await runUntilSignal(
+        async () => {
+          // Loaded on demand: --print-config and config errors must not need the whole agent.
+          const { runAgent } = await import('../agent/index.ts');
+          return runAgent(config, { logger });
+        },
+        logger,
+        agentStopBudgetMs(config),
+      );
     });
 }

@@ -97,7 +97,8 @@ function printStartPlan(config: Readonly<DispatcherConfig>): void {
  * `stopTimeoutMs` (default STOP_TIMEOUT_MS), or a second signal asked to give up waiting.
  */
 export async function runUntilSignal(
-  start: () => Promise<{ stop(): Promise<void> }>,
+  /** A handle's `stopTimeoutMs`, when it knows its own, replaces `stopTimeoutMs`. */
+  start: () => Promise<{ stop(): Promise<void>; stopTimeoutMs?: number }>,
   logger: Logger,
   stopTimeoutMs = STOP_TIMEOUT_MS,
 ): Promise<number> {
@@ -117,7 +118,7 @@ export async function runUntilSignal(
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   try {
-    let handle: { stop(): Promise<void> };
+    let handle: { stop(): Promise<void>; stopTimeoutMs?: number };
     try {
       handle = await start();
     } catch (err) {
@@ -131,10 +132,11 @@ export async function runUntilSignal(
         clearTimeout(timer);
         done(code);
       };
+      const timeoutMs = handle.stopTimeoutMs ?? stopTimeoutMs;
       const timer = setTimeout(() => {
-        logger.error({ timeoutMs: stopTimeoutMs }, 'stop timed out');
+        logger.error({ timeoutMs }, 'stop timed out');
         done(ExitCode.runtime);
-      }, stopTimeoutMs);
+      }, timeoutMs);
       handle.stop().then(
         () => {
           clearTimeout(timer);

@@ -11,9 +11,6 @@ import type { CliContext } from './operator.ts';
 import { ExitCode, writeErr, writeOut } from './output.ts';
 import { runUntilSignal } from './roles.ts';
 
-/** `up` stops agents (each drains its calls) and Kamailio: give it longer than a single role. */
-const UP_STOP_TIMEOUT_MS = 60_000;
-
 /**
  * `switchyard up [--config FILE]` (and `npm start`): the whole stack on one host. Without a
  * config file it runs the demo. Progress goes to the terminal; the logs (JSON) go to
@@ -112,36 +109,33 @@ export function registerUpCommand(program: Command, ctx: CliContext): void {
         ]),
       });
       writeOut(`logs: ${logFile}`);
-      ctx.exitCode = await runUntilSignal(
-        async () => {
-          const { runUp } = await import('../up/index.ts');
-          let n = 0;
-          const up = await runUp(config, { logger, onStep: (text) => writeOut(`[${++n}] ${text}`) });
-          writeOut(
-            [
-              '',
-              'switchyard is up.',
-              `  console    ${up.consoleUrl}`,
-              `  sign in    ${up.loginUrl}   (one-time link, 15 minutes)`,
-              up.adminTokenFile === undefined
-                ? '  tokens     from your config (console.tokens)'
-                : `  tokens     ${up.adminTokenFile} (admin), ${join(dirname(up.adminTokenFile), 'read.token')} (read-only)`,
-              `  SIP        ${config.kamailio.sipIp}:${config.kamailio.sipPort} (Kamailio load balancer)`,
-              `  CLI        switchyard status | drain NODE --wait | calls | trace CALL-ID   (--api ${up.consoleUrl})`,
-              'Stop with Ctrl-C (calls in progress finish first).',
-              '',
-            ].join('\n'),
-          );
-          return {
-            async stop() {
-              writeOut('stopping: demo calls finish, nodes drain, then everything stops...');
-              await up.stop();
-              writeOut('stopped.');
-            },
-          };
-        },
-        logger,
-        UP_STOP_TIMEOUT_MS,
-      );
+      ctx.exitCode = await runUntilSignal(async () => {
+        const { runUp } = await import('../up/index.ts');
+        let n = 0;
+        const up = await runUp(config, { logger, onStep: (text) => writeOut(`[${++n}] ${text}`) });
+        writeOut(
+          [
+            '',
+            'switchyard is up.',
+            `  console    ${up.consoleUrl}`,
+            `  sign in    ${up.loginUrl}   (one-time link, 15 minutes)`,
+            up.adminTokenFile === undefined
+              ? '  tokens     from your config (console.tokens)'
+              : `  tokens     ${up.adminTokenFile} (admin), ${join(dirname(up.adminTokenFile), 'read.token')} (read-only)`,
+            `  SIP        ${config.kamailio.sipIp}:${config.kamailio.sipPort} (Kamailio load balancer)`,
+            `  CLI        switchyard status | drain NODE --wait | calls | trace CALL-ID   (--api ${up.consoleUrl})`,
+            'Stop with Ctrl-C (calls in progress finish first).',
+            '',
+          ].join('\n'),
+        );
+        return {
+          async stop() {
+            writeOut('stopping: demo calls finish, nodes drain, then everything stops...');
+            await up.stop();
+            writeOut('stopped.');
+          },
+          stopTimeoutMs: up.stopTimeoutMs,
+        };
+      }, logger);
     });
 }

@@ -357,7 +357,8 @@ export async function buildConsoleApp(deps: ConsoleAppDeps): Promise<FastifyInst
       limit: 200,
     });
     const nodes = service.cluster().nodes.map((n) => ({ id: n.id, uri: n.uri }));
-    return html(reply, renderCallsPage(pageContext(caller), filters, calls, nodes));
+    const kept = await service.captureKept();
+    return html(reply, renderCallsPage(pageContext(caller), filters, calls, nodes, kept));
   });
   app.get('/calls/:callId', async (req, reply) => {
     const caller = authorize(req, 'read');
@@ -462,6 +463,11 @@ export async function buildConsoleApp(deps: ConsoleAppDeps): Promise<FastifyInst
   api('GET', '/api/v1/calls/:callId/text', async (req, reply) => {
     const d = await callOr404(req);
     return reply.type('text/plain; charset=utf-8').send(callText(d.trace.messages, d.trace.events));
+  });
+  api('GET', '/api/v1/capture', async () => {
+    const kept = await service.captureKept();
+    if (!kept) throw new HttpError(404, 'SY_ERR_NOT_FOUND', 'capture does not run here');
+    return kept;
   });
   api('GET', '/api/v1/openapi.json', async () => openApiDocument(deps.version));
 

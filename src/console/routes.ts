@@ -134,6 +134,14 @@ export const API_ROUTES: readonly ApiRoute[] = [
   },
   {
     method: 'GET',
+    url: '/api/v1/capture',
+    summary:
+      'What capture keeps: messages, calls, SIP bytes, oldest and newest message, retention policy and its last run',
+    role: 'read',
+    responses: { 200: 'KeptSummary', 404: 'Capture does not run here' },
+  },
+  {
+    method: 'GET',
     url: '/api/v1/calls/:callId',
     summary: "One call: summary, other legs, messages, control-plane events on the call's timeline",
     role: 'read',

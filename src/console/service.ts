@@ -1,6 +1,7 @@
 import { controlEvents } from '../capture/control-events.ts';
 import { messageLabel, safeMessageText } from '../capture/ladder.ts';
 import type { CallSummary, CaptureStore } from '../capture/model.ts';
+import { type KeptSummary, keptSummary } from '../capture/status.ts';
 import { type CallTrace, loadCallTrace } from '../capture/trace.ts';
 import { describeError, ErrorCode, SwitchyardError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
@@ -33,7 +34,7 @@ export interface ConsoleServiceDeps {
   /** The capture store (read-only) for calls; absent when capture does not run here. */
   calls?: Pick<
     CaptureStore,
-    'searchCalls' | 'getCall' | 'relatedCallIds' | 'messagesOf' | 'eventsBetween' | 'stats'
+    'kind' | 'searchCalls' | 'getCall' | 'relatedCallIds' | 'messagesOf' | 'eventsBetween' | 'stats'
   >;
   events: EventLog;
   services?: () => ServiceStatus[];
@@ -51,6 +52,8 @@ export interface ConsoleService {
   act(id: string, action: NodeAction, who: Principal, reason?: string): Promise<ClusterNode | undefined>;
   setWeight(id: string, weight: number | null, who: Principal): Promise<ClusterNode | undefined>;
   searchCalls(q: CallListQuery): Promise<CallSummary[]>;
+  /** What the capture store keeps (span, size, retention); undefined when capture does not run here. */
+  captureKept(): Promise<KeptSummary | undefined>;
   call(callId: string): Promise<(CallDetail & { trace: CallTrace }) | undefined>;
   /** Called after every change of the cluster model (new view, drain progress, service state). */
   onChange(fn: (revision: number) => void): () => void;
@@ -185,6 +188,10 @@ export function createConsoleService(deps: ConsoleServiceDeps): ConsoleService {
       audit(who, 'weight', id, { weight });
       await refresh();
       return nodeOf(id);
+    },
+    async captureKept() {
+      if (!deps.calls) return undefined;
+      return keptSummary(deps.calls.kind, await deps.calls.stats());
     },
     async searchCalls(q) {
       if (!deps.calls) return [];

@@ -3,6 +3,7 @@ import { mkdir, open, readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode, SwitchyardError } from '../core/errors.ts';
+import { parentDeathPrefix } from '../core/executables.ts';
 import type { Logger } from '../core/logger.ts';
 import { fail, ok, type Result } from '../core/result.ts';
 import { forwardLines, signalGroup, stopSippUac } from '../up/sipp-process.ts';
@@ -296,7 +297,7 @@ export function labCallerCommand(opts: LabCallerOptions): string[] {
   validate(opts);
   return [
     ...opts.prefix,
-    ...(opts.setprivBin === undefined ? [] : [opts.setprivBin, '--pdeathsig', 'SIGTERM']),
+    ...parentDeathPrefix('SIGTERM', opts.setprivBin),
     opts.sippBin,
     '-sf',
     opts.scenarioFile ?? DEFAULT_CALLER_SCENARIO,

@@ -2,9 +2,9 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { findExecutable, parentDeathPrefix } from '../core/executables.ts';
 import type { Logger } from '../core/logger.ts';
 import { demoBackendCommand } from '../up/demo.ts';
-import { findExecutable } from '../up/demo-prerequisites.ts';
 import { renderKamailioConfig } from '../up/kamailio-config.ts';
 import { keepalivedCommand, renderKeepalivedConfig } from './keepalived-config.ts';
 import {
@@ -173,11 +173,11 @@ export async function startHaLab(opts: {
   };
   // Every lab process dies with the lab, even a SIGKILLed one: no orphan keeps running in a
   // namespace that `lab clean` would have to find.
-  const setpriv = findExecutable('setpriv');
+  const setprivBin = findExecutable('setpriv');
   const spawnIn = (host: string, name: string, argv: readonly string[], restartDelayMs = 500) => {
     const p = startLabProcess({
       name: `${host}/${name}`,
-      argv: [...(setpriv ? [setpriv, '--pdeathsig', 'SIGKILL'] : []), ...net.exec(host), ...argv],
+      argv: [...parentDeathPrefix('SIGKILL', setprivBin), ...net.exec(host), ...argv],
       logFile: join(dirOf(host), `${name}.log`),
       cwd: dirOf(host),
       logger,
@@ -321,15 +321,9 @@ export async function startHaLab(opts: {
 
     for (const as of backends) {
       const ip = ipOf(as);
-      // With setpriv, the backend dies with whoever started it (its agent): an agent killed by a
-      // scenario or by teardown leaves no SIPp behind.
-      const service = demoBackendCommand({
-        sippBin,
-        name: as,
-        ip,
-        port: 5060,
-        ...(setpriv ? { setprivBin: setpriv } : {}),
-      });
+      // The agent runs it with a parent-death signal: an agent killed by a scenario or by
+      // teardown leaves no SIPp behind.
+      const service = demoBackendCommand({ sippBin, name: as, ip, port: 5060 });
       if (settings.mode === 'switchyard') {
         step(`${as}: switchyard agent supervising a SIP backend at ${ip}:5060`);
         const agentCfg = join(dirOf(as), 'agent.yaml');

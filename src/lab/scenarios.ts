@@ -1,5 +1,5 @@
+import { findExecutable } from '../core/executables.ts';
 import type { Logger } from '../core/logger.ts';
-import { findExecutable } from '../up/demo-prerequisites.ts';
 import { startLabCaller } from './caller.ts';
 import { ETCDS, etcdStatus, type HaLab, VIP } from './ha-lab.ts';
 import { routable, timeUntil } from './observe.ts';

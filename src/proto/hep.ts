@@ -1,6 +1,9 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { deflateSync, unzipSync } from 'node:zlib';
 import { ErrorCode, SwitchyardError } from '../core/errors.ts';
+import { decodeExtra, encodeExtra, HEP_EXTRA_SIZES, HEP_EXTRA_TYPES, type HepExtra } from './hep-extra.ts';
+
+export type { HepExtra } from './hep-extra.ts';
 
 /**
  * HEP v3 (HEP3/EEP) codec: the envelope in which Kamailio `siptrace`, Asterisk `res_hep`, sngrep
@@ -10,6 +13,8 @@ import { ErrorCode, SwitchyardError } from '../core/errors.ts';
  * §3.1): `"HEP3"`, a u16 total length (header included), then chunks of
  * `vendor u16 | type u16 | length u16 (6-byte chunk header included) | value`, all big-endian.
  * Vendor 0 is the generic chunk set; any other vendor's chunks are skipped (and counted).
+ * Generic chunks 1..19 are decoded here, 0x14..0x29 (MACs, TCP flags, MOS, ...) in hep-extra.ts;
+ * the reserved and unassigned generic types are skipped (and counted).
  *
  * What Kamailio 5.6 `siptrace` sends (src/modules/siptrace/siptrace_hep.c, and the captures in
  * test/fixtures/hep/): chunks 1, 2, 3+4 or 5+6, 7, 8, 9, 10, 11 (=1 SIP), 12, then 17 when a
@@ -17,6 +22,11 @@ import { ErrorCode, SwitchyardError } from '../core/errors.ts';
  * number (2 / 10); protocol is 17 or 6, and 22 (IPPROTO_IDP, its "fake proto") for TLS/WS/WSS.
  * {@link encodeHep} writes the same chunks in the same order, so its output for Kamailio's
  * inputs is byte-identical to Kamailio's (a test checks this against the captures).
+ *
+ * Other senders order and size things differently, and the decoder relies on none of it (see
+ * test/fixtures/hep/README.md for the layouts of Asterisk res_hep, captagent 6 and heplify):
+ * chunk order is free (heplify 1.x puts 17, 18, 19 after the payload), the payload chunk is not
+ * always last, and chunks this decoder does not need may be present or absent.
  *
  * The decoder never throws on what the peer sends. A packet it cannot trust is dropped with one
  * of a small fixed set of reasons ({@link HepDropReason}, meant as a metric label) plus a detail
@@ -105,9 +115,14 @@ export interface HepPacket {
   vlan?: number;
   /** Chunk 19, capture agent name. */
   nodeName?: string;
+  /** Generic chunks 0x14..0x29 (see {@link HepExtra}); present only when the packet has one. */
+  extra?: HepExtra;
   /** Chunks of a vendor other than 0 (skipped). */
   vendorChunks: number;
-  /** Generic chunks this decoder does not use (types 0, 20 and up; skipped unchecked). */
+  /**
+   * Generic chunks the spec does not define (type 0, the reserved 0x19..0x1f, 0x2a and up):
+   * skipped, their size unchecked.
+   */
   ignoredChunks: number;
 }
 
@@ -154,6 +169,8 @@ export interface HepPacketInput {
   correlationId?: string;
   vlan?: number;
   nodeName?: string;
+  /** Chunks 0x14..0x29, written after chunk 19 in type order. */
+  extra?: HepExtra;
   /** Bytes, or text written as UTF-8. */
   payload: Uint8Array | string;
   /** Write the payload deflated (zlib format) in chunk 16 instead of chunk 15. */
@@ -196,23 +213,32 @@ const T = {
 } as const;
 const LAST_DECODED_TYPE = 19;
 
-/** Value sizes of the fixed-size generic chunks this decoder reads; the rest are octet strings. */
-const FIXED_SIZE: ReadonlyMap<number, number> = new Map([
-  [T.family, 1],
-  [T.protocol, 1],
-  [T.srcIp4, 4],
-  [T.dstIp4, 4],
-  [T.srcIp6, 16],
-  [T.dstIp6, 16],
-  [T.srcPort, 2],
-  [T.dstPort, 2],
-  [T.tsSec, 4],
-  [T.tsUsec, 4],
-  [T.protoType, 1],
-  [T.captureId, 4],
-  [T.keepAlive, 2],
-  [T.vlan, 2],
+/**
+ * Accepted value sizes of the fixed-size generic chunks this decoder reads (1..19 here, the rest
+ * from hep-extra.ts); the others are octet strings.
+ */
+const FIXED_SIZE: ReadonlyMap<number, readonly number[]> = new Map([
+  [T.family, [1]],
+  [T.protocol, [1]],
+  [T.srcIp4, [4]],
+  [T.dstIp4, [4]],
+  [T.srcIp6, [16]],
+  [T.dstIp6, [16]],
+  [T.srcPort, [2]],
+  [T.dstPort, [2]],
+  [T.tsSec, [4]],
+  [T.tsUsec, [4]],
+  [T.protoType, [1]],
+  [T.captureId, [4]],
+  [T.keepAlive, [2]],
+  [T.vlan, [2]],
+  ...HEP_EXTRA_SIZES,
 ]);
+
+/** Generic chunk types the spec defines and this decoder checks and decodes. */
+function isDecoded(type: number): boolean {
+  return (type > 0 && type <= LAST_DECODED_TYPE) || HEP_EXTRA_TYPES.has(type);
+}
 
 const decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
 const encoder = new TextEncoder();
@@ -250,8 +276,9 @@ type Seen = Map<number, Uint8Array>;
  * Decodes one HEP3 packet: a whole UDP datagram, or one frame cut by {@link HepStreamFramer}.
  * - The total length must equal the input length: a short input is `truncated`, trailing bytes
  *   are `length-mismatch` (a datagram holds exactly one packet; a stream framer cuts exactly).
- * - Generic chunks 1..19 are checked and decoded; other generic types and all vendor chunks are
- *   skipped by their length, which is still checked (a bad length is a framing error).
+ * - Generic chunks 1..19 and 0x14..0x29 are checked and decoded; other generic types and all
+ *   vendor chunks are skipped by their length, which is still checked (a bad length is a framing
+ *   error).
  * - Chunk 16 is inflated (gzip or zlib header, auto-detected) up to `maxInflatedBytes`.
  *
  * @example
@@ -296,13 +323,13 @@ export function decodeHep(buf: Uint8Array, opts: HepDecodeOptions = {}): HepResu
       vendorChunks++;
       continue;
     }
-    if (type === 0 || type > LAST_DECODED_TYPE) {
+    if (!isDecoded(type)) {
       ignoredChunks++;
       continue;
     }
-    const size = FIXED_SIZE.get(type);
-    if (size !== undefined && value.length !== size) {
-      return drop('bad-chunk-size', `chunk ${type} has ${value.length} bytes, not ${size}`);
+    const sizes = FIXED_SIZE.get(type);
+    if (sizes !== undefined && !sizes.includes(value.length)) {
+      return drop('bad-chunk-size', `chunk ${type} has ${value.length} bytes, not ${sizes.join(' or ')}`);
     }
     if (seen.has(type)) return drop('duplicate-chunk', `chunk ${type} twice`);
     seen.set(type, value);
@@ -374,6 +401,8 @@ function assemble(seen: Seen, vendorChunks: number, ignoredChunks: number, maxIn
   if (vlan !== undefined) packet.vlan = u16(vlan, 0);
   const nodeName = seen.get(T.nodeName);
   if (nodeName !== undefined) packet.nodeName = decoder.decode(nodeName);
+  const extra = decodeExtra(seen);
+  if (extra !== undefined) packet.extra = extra;
   return { ok: true, value: packet };
 }
 
@@ -473,7 +502,8 @@ function checkUint(what: string, value: number, max: number): number {
 
 /**
  * A HEP3 packet, ready for a datagram or a stream. Chunk order follows Kamailio's siptrace
- * (1, 2, 3/5, 4/6, 7, 8, 9, 10, 11, 12, then 13, 17, 14, 18, 19 when set, extra chunks, 15/16),
+ * (1, 2, 3/5, 4/6, 7, 8, 9, 10, 11, 12, then 13, 17, 14, 18, 19 and 0x14..0x29 when set, extra
+ * chunks, 15/16),
  * so Kamailio's inputs give Kamailio's bytes. Invalid input (a bad address, mixed families, an
  * out-of-range number, more than 65535 bytes in all) is a programmer error and throws
  * SY_ERR_INVALID_ARGUMENT.
@@ -512,6 +542,7 @@ export function encodeHep(p: HepPacketInput): Uint8Array {
   if (p.authKey !== undefined) add(T.authKey, encoder.encode(p.authKey));
   if (p.vlan !== undefined) add(T.vlan, uint('vlan', p.vlan, 2));
   if (p.nodeName !== undefined) add(T.nodeName, encoder.encode(p.nodeName));
+  for (const [typeId, value] of encodeExtra(p.extra ?? {})) add(typeId, value);
   for (const c of p.extraChunks ?? []) {
     checkUint('extra chunk vendorId', c.vendorId, 0xffff);
     checkUint('extra chunk typeId', c.typeId, 0xffff);

@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
-import { accessSync, constants, statSync } from 'node:fs';
-import { delimiter, isAbsolute, join } from 'node:path';
+import { type FindExecutableOptions, findExecutable } from '../core/executables.ts';
 
 /**
  * The programs the demo needs, where they are, and how to install the missing ones. Debian names
@@ -14,44 +13,6 @@ export const PREREQUISITE_PACKAGES = {
 } as const;
 
 export type Prerequisite = keyof typeof PREREQUISITE_PACKAGES;
-
-/**
- * Searched after PATH: Kamailio installs into /usr/sbin, which a normal user's PATH (and some
- * service managers') does not include.
- */
-export const SYSTEM_BIN_DIRS = [
-  '/usr/local/sbin',
-  '/usr/local/bin',
-  '/usr/sbin',
-  '/usr/bin',
-  '/sbin',
-  '/bin',
-];
-
-export interface FindExecutableOptions {
-  /** A PATH-style list searched first. The config loader owns the environment: pass it in. */
-  pathEnv?: string | undefined;
-  /** Searched after pathEnv (default SYSTEM_BIN_DIRS; tests pass their own). */
-  systemDirs?: readonly string[] | undefined;
-}
-
-/** The first executable regular file called `name` on pathEnv, then in the system dirs. */
-export function findExecutable(name: string, opts: FindExecutableOptions = {}): string | undefined {
-  if (name === '' || name.includes('/'))
-    throw new TypeError(`findExecutable: bare name expected, got ${name}`);
-  // Relative PATH entries would depend on the cwd: skipped.
-  const fromPath = (opts.pathEnv ?? '').split(delimiter).filter((dir) => dir !== '' && isAbsolute(dir));
-  for (const dir of [...fromPath, ...(opts.systemDirs ?? SYSTEM_BIN_DIRS)]) {
-    const candidate = join(dir, name);
-    try {
-      accessSync(candidate, constants.X_OK);
-      if (statSync(candidate).isFile()) return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
 
 export interface PrerequisiteStatus {
   found: { name: Prerequisite; path: string }[];

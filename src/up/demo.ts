@@ -6,16 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode, SwitchyardError } from '../core/errors.ts';
+import { findExecutable, parentDeathPrefix } from '../core/executables.ts';
 import type { Logger } from '../core/logger.ts';
-import { findExecutable } from './demo-prerequisites.ts';
 import { createSippStatReader, type SippCallCounters } from './demo-sipp-stats.ts';
 import { forwardLines, signalGroup, stopSippUac } from './sipp-process.ts';
 
 export {
   type CheckPrerequisitesOptions,
   checkPrerequisites,
-  type FindExecutableOptions,
-  findExecutable,
   type InstallOptions,
   type InstallOutcome,
   installPrerequisites,
@@ -23,7 +21,6 @@ export {
   PREREQUISITE_PACKAGES,
   type Prerequisite,
   type PrerequisiteStatus,
-  SYSTEM_BIN_DIRS,
 } from './demo-prerequisites.ts';
 export {
   createSippStatReader,
@@ -63,15 +60,6 @@ function checkPort(what: string, port: number): void {
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalid(`${what}: bad port ${port}`);
 }
 
-/**
- * The argv prefix that makes the kernel send SIGTERM to the child when its parent (this process)
- * dies, even by SIGKILL: util-linux's setpriv sets PR_SET_PDEATHSIG and then execs, so the pid is
- * SIPp's own. Without it a SIPp in a process group of its own outlives a killed `switchyard up`.
- */
-function parentDeathPrefix(setprivBin: string | undefined): string[] {
-  return setprivBin === undefined ? [] : [setprivBin, '--pdeathsig', 'SIGTERM'];
-}
-
 export interface DemoBackendCommandOptions {
   sippBin: string;
   /** Shown in the X-Demo-Backend header of every reply: [A-Za-z0-9._-], at most 63 characters. */
@@ -80,8 +68,6 @@ export interface DemoBackendCommandOptions {
   port: number;
   /** Where demo-backend.xml is (default DEMO_SCENARIO_DIR). */
   scenarioDir?: string;
-  /** setpriv's path (findExecutable('setpriv')): SIPp then dies with its parent. */
-  setprivBin?: string;
 }
 
 /**
@@ -93,8 +79,8 @@ export function demoBackendCommand(opts: DemoBackendCommandOptions): string[] {
   checkIp('demo backend', opts.ip);
   checkPort('demo backend', opts.port);
   if (!BACKEND_NAME.test(opts.name)) throw invalid(`demo backend: bad name ${JSON.stringify(opts.name)}`);
+  // No setpriv here: the agent that runs it gives it its parent-death signal.
   return [
-    ...parentDeathPrefix(opts.setprivBin),
     opts.sippBin,
     '-sf',
     join(opts.scenarioDir ?? DEMO_SCENARIO_DIR, DEMO_BACKEND_SCENARIO),
@@ -230,7 +216,7 @@ export async function startCallGenerator(opts: CallGeneratorOptions): Promise<Ca
     const fd = openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK);
     statsSocket = new Socket({ fd, readable: true, writable: false });
     const argv = [
-      ...parentDeathPrefix(opts.setprivBin),
+      ...parentDeathPrefix('SIGTERM', opts.setprivBin),
       opts.sippBin,
       '-sf',
       join(opts.scenarioDir ?? DEMO_SCENARIO_DIR, DEMO_CALLER_SCENARIO),

@@ -2,6 +2,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import pkg from '../../package.json' with { type: 'json' };
+import { agentStopBudgetMs } from '../agent/config.ts';
 import { agentConfigSchema, type CallSource, runAgent } from '../agent/index.ts';
 import { captureConfigSchema, runCapture } from '../capture/index.ts';
 import { createLiveCallsPoller, type LiveCallsPoller } from '../capture/live-calls.ts';
@@ -12,6 +13,7 @@ import type { GeneratorStatus, ServiceStatus } from '../console/model.ts';
 import { createConsoleService, endpointOfUri } from '../console/service.ts';
 import type { HealthReport, RunningRole } from '../core/admin-server.ts';
 import { describeError, ErrorCode, SwitchyardError } from '../core/errors.ts';
+import { findExecutable } from '../core/executables.ts';
 import type { Logger } from '../core/logger.ts';
 import {
   aggregateMetricsText,
@@ -23,7 +25,6 @@ import { dispatcherConfigSchema, runDispatcher } from '../dispatcher/index.ts';
 import { createRegistry, openStore } from '../registry/index.ts';
 import type { UpConfig, UpNode } from './config.ts';
 import { type CallGenerator, demoBackendCommand, startCallGenerator } from './demo.ts';
-import { findExecutable } from './demo-prerequisites.ts';
 import { type KamailioService, startKamailioService } from './kamailio-service.ts';
 
 /**
@@ -44,7 +45,12 @@ export interface RunningUp {
   /** Where the generated admin token is kept (undefined when tokens come from the config). */
   adminTokenFile: string | undefined;
   stop(): Promise<void>;
+  /** The longest stop() may take: the demo calls' end, the slowest agent's drain and stop, the rest. */
+  stopTimeoutMs: number;
 }
+
+/** Stopping Kamailio, the dispatcher, capture and the console, beyond the agents and demo calls. */
+const OTHER_STOPS_MS = 30_000;
 
 export interface UpOptions {
   logger: Logger;
@@ -80,7 +86,6 @@ function nodesOf(config: UpConfig, sippBin: string | undefined): (UpNode & { dem
   if (!config.demo.enabled) return configured;
   if (sippBin === undefined)
     throw new SwitchyardError(ErrorCode.CONFIG_INVALID, 'demo mode needs sipp (sip-tester)');
-  const setprivBin = findExecutable('setpriv');
   const demo: (UpNode & { demo: boolean })[] = [];
   for (let i = 0; i < config.demo.backends; i++) {
     const name = `demo-${i + 1}`;
@@ -89,7 +94,7 @@ function nodesOf(config: UpConfig, sippBin: string | undefined): (UpNode & { dem
     demo.push({
       id: name,
       sipUri: `sip:${ip.includes(':') ? `[${ip}]` : ip}:${port}`,
-      command: demoBackendCommand({ sippBin, name, ip, port, ...(setprivBin ? { setprivBin } : {}) }),
+      command: demoBackendCommand({ sippBin, name, ip, port }),
       demo: true,
     });
   }
@@ -111,6 +116,8 @@ export async function runUp(config: UpConfig, opts: UpOptions): Promise<RunningU
   const roles = new Map<string, RunningRole>();
   const services = new Map<string, () => ServiceStatus>();
   let generator: CallGenerator | undefined;
+  /** The agents drain and stop in parallel: the slowest sets the pace. */
+  let slowestAgentStopMs = 0;
   let poller: LiveCallsPoller | undefined;
   const events = createEventLog();
 
@@ -275,6 +282,7 @@ export async function runUp(config: UpConfig, opts: UpOptions): Promise<RunningU
         throw new SwitchyardError(ErrorCode.CONFIG_INVALID, `${where}:\n${problems.join('\n')}`);
       }
       const agentConfig = parsed.data;
+      slowestAgentStopMs = Math.max(slowestAgentStopMs, agentStopBudgetMs(agentConfig));
       const endpoint = endpointOfUri(node.sipUri);
       const calls: CallSource | undefined =
         node.ami === undefined && poller !== undefined && endpoint !== undefined
@@ -408,6 +416,10 @@ export async function runUp(config: UpConfig, opts: UpOptions): Promise<RunningU
       loginUrl: `${consoleUrl}/login?code=${code}`,
       adminTokenFile: adminFile,
       stop: stopAll,
+      stopTimeoutMs:
+        (generator === undefined ? 0 : config.demo.callDurationMs + 1000) +
+        slowestAgentStopMs +
+        OTHER_STOPS_MS,
     };
   } catch (err) {
     await stopAll();

@@ -6,7 +6,6 @@ import { ErrorCode, SwitchyardError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { createKamailioRpc } from '../net/kamailio-rpc.ts';
 import type { KamailioRpc } from '../net/kamailio-rpc-types.ts';
-import { findExecutable } from './demo-prerequisites.ts';
 import {
   checkKamailioConfig,
   type KamailioLbOptionsInput,
@@ -68,11 +67,10 @@ export async function startKamailioService(opts: KamailioServiceOptions): Promis
   const rpcUrl = `http://127.0.0.1:${httpPort}/RPC`;
   const rpc: KamailioRpc = createKamailioRpc({ url: rpcUrl, timeoutMs: 1000, logger });
   const { command, args } = kamailioCommand({ bin: opts.bin, cfgPath });
-  // With setpriv, Kamailio gets SIGTERM when this process dies, even by SIGKILL: no orphan left
-  // holding the SIP and RPC ports for the next `up`.
-  const setpriv = findExecutable('setpriv');
   const supervisor: Supervisor = createSupervisor({
-    command: [...(setpriv ? [setpriv, '--pdeathsig', 'SIGTERM'] : []), command, ...args],
+    command: [command, ...args],
+    // No orphan Kamailio left holding the SIP and RPC ports for the next `up`.
+    parentDeathSignal: 'SIGTERM',
     logger: logger.child({ component: 'kamailio' }),
     restart: { initialBackoffMs: 500, maxBackoffMs: 10_000, crashLoopRestarts: 5, crashLoopWindowMs: 60_000 },
     stopGraceMs: 5000,

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -309,10 +310,12 @@ describe('agent on real etcd, Kamailio and sipp', { timeout: 300_000 }, () => {
       await ami.close();
       await r.close();
     }
-    // Stopping with AMI: `core stop now` went out before the process signal.
+    // Stopping with AMI: `core stop now` went out before the process signal, and never `core stop
+    // gracefully`, which refuses the outbound legs of live calls and blinds AMI (anchors.md §5).
     assert.ok(
       ami.actions.some((x) => x.name === 'Command' && x.fields.some(([, v]) => v === 'core stop now')),
     );
+    assert.ok(!ami.actions.some((x) => x.fields.some(([, v]) => /gracefully/i.test(v))), 'no graceful stop');
   });
 
   test('agent - hooks run in order with the phase and node in their environment; a hung hook does not wedge it', async () => {
@@ -356,6 +359,107 @@ describe('agent on real etcd, Kamailio and sipp', { timeout: 300_000 }, () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  test('agent - started while the registry is away: it warms up, then announces once etcd is back', async (t) => {
+    const r = await rig();
+    const ip = loopbackHost();
+    const port = await freeUdpPort(ip);
+    const member = etcd.members[0]!.name;
+    await etcd.kill(member, 'SIGKILL');
+    let etcdDown = true;
+    let a: Awaited<ReturnType<typeof runAgent>> | undefined;
+    try {
+      a = await runAgent(
+        agentConfig(r.prefix, {
+          nodeId: 'late',
+          sipUri: `sip:${ip}:${port}`,
+          command: sippCommand(ip, port),
+        }),
+        { logger },
+      );
+      await sleep(2500); // sipp answers OPTIONS within a second: ready, but nothing to announce into
+      assert.equal(a.agent.status().phase, 'warm-up', 'not announced while the registry is away');
+      await etcd.restart(member);
+      etcdDown = false;
+      const t0 = performance.now();
+      await waitFor(async () => (await nodeState(r.registry, 'late').catch(() => undefined)) === 'ready', {
+        timeoutMs: 20_000,
+        what: 'announced after etcd came back',
+      });
+      t.diagnostic(`announced ${Math.round(performance.now() - t0)} ms after etcd restarted`);
+      await waitFor(async () => (await flagsOf(kamailio.rpc)).late === 'A', {
+        timeoutMs: 10_000,
+        what: 'routed',
+      });
+    } finally {
+      if (etcdDown) await etcd.restart(member);
+      await a?.stop();
+      await r.close();
+    }
+  });
+
+  test('agent - boot: templates rendered, first boot run once as first-boot, a failed upgrade keeps the node out', async () => {
+    const r = await rig();
+    const dir = await mkdtemp(join(tmpdir(), 'sy-boot-'));
+    const ip = loopbackHost();
+    const port = await freeUdpPort(ip);
+    const log = join(dir, 'boot.log');
+    writeFileSync(join(dir, 'rtp.conf.tmpl'), '[general]\nrtpstart={{rtpStart}}\nrtpend={{rtpEnd}}\n');
+    const record = ['sh', '-c', 'echo "$SWITCHYARD_PHASE $SWITCHYARD_NODE_ID" >> "$0"', log];
+    const config = (version: string) =>
+      agentConfig(r.prefix, {
+        version,
+        nodeId: 'booted',
+        sipUri: `sip:${ip}:${port}`,
+        command: sippCommand(ip, port),
+        paths: { data: join(dir, 'data') },
+        rtp: { start: 12_000, end: 12_100 },
+        templates: [{ source: join(dir, 'rtp.conf.tmpl'), target: join(dir, 'etc', 'rtp.conf') }],
+        firstBoot: { command: record },
+        upgrade: {
+          command: ['sh', '-c', 'echo "$SWITCHYARD_PHASE $SWITCHYARD_NODE_ID" >> "$0"; exit 1', log],
+        },
+      });
+    try {
+      // First start: templates, then first boot, then the service; announced.
+      let a = await runAgent(config('1.0'), { logger });
+      try {
+        await waitFor(async () => (await nodeState(r.registry, 'booted')) === 'ready', { what: 'ready' });
+        assert.equal(
+          await readFile(join(dir, 'etc', 'rtp.conf'), 'utf8'),
+          '[general]\nrtpstart=12000\nrtpend=12100\n',
+        );
+      } finally {
+        await a.stop();
+      }
+      // Same version again: no first boot, no upgrade.
+      a = await runAgent(config('1.0'), { logger });
+      try {
+        await waitFor(async () => (await nodeState(r.registry, 'booted')) === 'ready', {
+          what: 'ready again',
+        });
+      } finally {
+        await a.stop();
+      }
+      // New version whose upgrade fails: failed, never announced, the reason says why.
+      a = await runAgent(config('2.0'), { logger });
+      try {
+        await waitFor(() => a.agent.status().phase === 'failed', { what: 'failed' });
+        assert.match(a.agent.status().reason ?? '', /upgrade failed/);
+        await sleep(500);
+        assert.equal(await nodeState(r.registry, 'booted'), undefined);
+      } finally {
+        await a.stop();
+      }
+      assert.deepEqual((await readFile(log, 'utf8')).trim().split('\n'), [
+        'first-boot booted',
+        'upgrade booted',
+      ]);
+    } finally {
+      await r.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   test('agent - a registry outage longer than the lease: the node comes back by itself', async (t) => {
     const r = await rig();
     const ip = loopbackHost();
@@ -390,48 +494,109 @@ describe('agent on real etcd, Kamailio and sipp', { timeout: 300_000 }, () => {
   test('agent - SIGTERM to `switchyard agent` drains, stops the service and exits 0', async () => {
     const r = await rig();
     const ip = loopbackHost();
-    const port = await freeUdpPort(ip);
-    const child = spawn(
-      process.execPath,
-      [
-        MAIN,
-        'agent',
-        '--registry',
-        etcd.spec,
-        '--prefix',
-        r.prefix,
-        '--node-id',
-        'cli1',
-        '--sip-uri',
-        `sip:${ip}:${port}`,
-        '--admin-port',
-        '0',
-        '--',
-        ...sippCommand(ip, port),
-      ],
-      {
-        env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', SWITCHYARD_DRAIN__DEADLINE_MS: '500' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+    const cli = spawnAgentCli(r.prefix, 'cli1', ip, await freeUdpPort(ip));
     try {
       await waitFor(async () => (await nodeState(r.registry, 'cli1')) === 'ready', {
         timeoutMs: 15_000,
-        what: `announced (output: ${output.slice(-500)})`,
+        what: `announced (output: ${cli.output().slice(-500)})`,
       });
       await waitFor(async () => (await flagsOf(kamailio.rpc)).cli1 === 'A', { what: 'routed' });
-      child.kill('SIGTERM');
-      assert.equal(await exited, 0, output.slice(-2000));
-      assert.match(output, /"phase":"draining"/);
-      assert.match(output, /"phase":"stopped"/);
+      cli.child.kill('SIGTERM');
+      assert.equal(await cli.exited, 0, cli.output().slice(-2000));
+      assert.match(cli.output(), /"phase":"draining"/);
+      assert.match(cli.output(), /"phase":"stopped"/);
       assert.equal(await nodeState(r.registry, 'cli1'), undefined);
     } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
+      if (cli.child.exitCode === null) cli.child.kill('SIGKILL');
+      await r.close();
+    }
+  });
+
+  test('agent - a SIGKILLed agent takes its service with it: no orphan holds the port against the next agent', async (t) => {
+    const r = await rig();
+    const ip = loopbackHost();
+    const port = await freeUdpPort(ip);
+    const first = spawnAgentCli(r.prefix, 'orphan1', ip, port);
+    let second: AgentCli | undefined;
+    let servicePid: number | undefined;
+    try {
+      await waitFor(async () => (await nodeState(r.registry, 'orphan1')) === 'ready', {
+        timeoutMs: 15_000,
+        what: `announced (output: ${first.output().slice(-500)})`,
+      });
+      servicePid = Number(/"pid":(\d+),"restarts":0,"msg":"process started"/.exec(first.output())?.[1]);
+      assert.ok(
+        servicePid > 0 && isAlive(servicePid),
+        `the service's pid in the log: ${first.output().slice(-800)}`,
+      );
+      first.child.kill('SIGKILL');
+      await first.exited;
+      const t0 = performance.now();
+      const pid = servicePid;
+      await waitFor(async () => !isAlive(pid), { timeoutMs: 5000, what: 'the orphaned service to be gone' });
+      t.diagnostic(`service gone ${Math.round(performance.now() - t0)} ms after the agent was SIGKILLed`);
+      // A new agent for the same node starts its own service on the same port and serves again.
+      second = spawnAgentCli(r.prefix, 'orphan1', ip, port);
+      const s = second;
+      await waitFor(async () => /"phase":"up"/.test(s.output()), {
+        timeoutMs: 15_000,
+        what: `the second agent up (output: ${s.output().slice(-800)})`,
+      });
+      await waitFor(async () => (await flagsOf(kamailio.rpc)).orphan1 === 'A', { what: 'routed again' });
+    } finally {
+      for (const c of [first, second])
+        if (c !== undefined && c.child.exitCode === null) c.child.kill('SIGTERM');
+      if (second !== undefined) await second.exited;
+      if (servicePid !== undefined && isAlive(servicePid)) process.kill(servicePid, 'SIGKILL');
       await r.close();
     }
   });
 });
+
+interface AgentCli {
+  child: ReturnType<typeof spawn>;
+  output(): string;
+  exited: Promise<number | null>;
+}
+
+/** `switchyard agent` as its own process, supervising a sipp UAS on ip:port, with a 500 ms drain. */
+function spawnAgentCli(prefix: string, nodeId: string, ip: string, port: number): AgentCli {
+  const child = spawn(
+    process.execPath,
+    [
+      MAIN,
+      'agent',
+      '--registry',
+      etcd.spec,
+      '--prefix',
+      prefix,
+      '--node-id',
+      nodeId,
+      '--sip-uri',
+      `sip:${ip}:${port}`,
+      '--admin-port',
+      '0',
+      '--',
+      ...sippCommand(ip, port),
+    ],
+    {
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', SWITCHYARD_DRAIN__DEADLINE_MS: '500' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let output = '';
+  child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+  return { child, output: () => output, exited };
+}
+
+/** Running, not a zombie left for an init that may never reap it. */
+function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}

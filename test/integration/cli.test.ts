@@ -294,6 +294,80 @@ test('cli - dispatcher --print-config applies file < env < flags and redacts pas
   assert.match(out, /^ {2}host: 127\.0\.0\.1$/m, 'admin binds loopback by default');
 });
 
+test('cli - agent --print-config applies file < env < flags, keeps the command, redacts the AMI password', async (t) => {
+  const sb = sandbox(t);
+  const file = join(sb.dir, 'agent.yaml');
+  writeFileSync(
+    file,
+    'nodeId: from-file\nsetId: 7\nhealth:\n  failuresToDown: 5\ndrain:\n  deadlineMs: 9000\ntemplateVars:\n  trunkSecret: s3cret-trunk\n',
+  );
+  const res = await sb.run(
+    [
+      'agent',
+      '--config',
+      file,
+      '--sip-uri',
+      'sip:10.0.0.21:5060',
+      '--set',
+      '3',
+      '--ami',
+      'ami://admin:hunter2@127.0.0.1:5038',
+      '--max-calls',
+      '40',
+      '--print-config',
+      '--',
+      'asterisk',
+      '-f',
+    ],
+    {
+      SWITCHYARD_NODE_ID: 'from-env',
+      SWITCHYARD_DRAIN__DEADLINE_MS: '12000',
+      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+    },
+  );
+  assert.equal(res.code, 0, res.stderr);
+  const out = res.stdout;
+  assert.match(out, /^nodeId: from-env$/m, 'env beats file');
+  assert.match(out, /^setId: 3$/m, 'flags beat file');
+  assert.match(out, /^ {2}deadlineMs: 12000$/m);
+  assert.match(out, /^ {2}failuresToDown: 5$/m, 'file beats defaults');
+  assert.match(out, /^maxCalls: 40$/m);
+  assert.match(out, /^command:\n {2}- asterisk\n {2}- -f$/m, 'the argv after -- is the supervised command');
+  assert.match(out, /^ami: ami:\/\/admin:\[redacted\]@127\.0\.0\.1:5038$/m);
+  assert.doesNotMatch(out, /hunter2|s3cret-trunk/);
+  assert.match(out, /^ {2}host: 127\.0\.0\.1$/m, 'admin binds loopback by default');
+});
+
+test('cli - agent refuses --weight with --max-calls, and a config error lists every problem', async (t) => {
+  const sb = sandbox(t);
+  const env = { PATH: process.env['PATH'] ?? '/usr/bin:/bin' };
+  const both = await sb.run(
+    ['agent', '--sip-uri', 'sip:10.0.0.21:5060', '--weight', '5', '--max-calls', '9'],
+    env,
+  );
+  assert.equal(both.code, 2, both.stderr);
+  assert.match(both.stderr, /--weight and --max-calls are alternatives/);
+  const bad = await sb.run(
+    ['agent', '--sip-uri', 'http://x', '--ami', 'ami://nopass@127.0.0.1', '--print-config'],
+    { ...env, SWITCHYARD_HEALTH__FAILURES_TO_DOWN: '0' },
+  );
+  assert.equal(bad.code, 2, bad.stderr);
+  const problems = bad.stderr.split('\n').filter((l) => l.startsWith('config error: '));
+  assert.ok(
+    problems.some((l) => l.startsWith('config error: sipUri: ')),
+    bad.stderr,
+  );
+  assert.ok(
+    problems.some((l) => l.startsWith('config error: ami: ')),
+    bad.stderr,
+  );
+  assert.ok(
+    problems.some((l) => l.startsWith('config error: health.failuresToDown: ')),
+    bad.stderr,
+  );
+  assert.equal(bad.stdout, '', 'nothing printed as config');
+});
+
 test('cli - start --print-config shows the single-host defaults', async (t) => {
   const sb = sandbox(t);
   const res = await sb.run(['start', '--print-config'], { PATH: process.env['PATH'] ?? '/usr/bin:/bin' });

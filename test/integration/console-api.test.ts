@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import type { CallSummary, CapturedMessage, CaptureStore } from '../../src/capture/model.ts';
 import { openCaptureStore } from '../../src/capture/open-store.ts';
+import type { KeptSummary } from '../../src/capture/status.ts';
 import { buildConsoleApp, type ConsoleAppDeps } from '../../src/console/app.ts';
 import {
   type ConsoleAuth,
@@ -385,6 +386,46 @@ describe('console api', () => {
     const failed = list.find((c) => c.callId === FAILED_CALL);
     assert.equal(failed?.status, 'failed');
     assert.equal(failed?.finalStatus, 503);
+  });
+
+  test('console api - GET capture says what the store keeps; 404 where capture does not run', async () => {
+    // A retention run that removes nothing but records its policy, as the capture role's loop does.
+    await capture.applyRetention(
+      { maxAgeMs: 7 * 24 * 3_600_000, maxBytes: 1024 * 1_048_576 },
+      Date.now() * 1000,
+    );
+    const kept = json<KeptSummary>(await ask('GET', '/api/v1/capture', { token: READER.token }));
+    const stats = await capture.stats();
+    assert.equal(kept.store, 'sqlite');
+    assert.equal(kept.calls, 3);
+    assert.equal(kept.messages, stats.messages);
+    assert.ok(kept.messages > 3 && kept.bytes > 0);
+    assert.equal(
+      kept.oldest,
+      new Date(startedMs - 2 * 3_600_000).toISOString(),
+      'the old call is the oldest',
+    );
+    assert.deepEqual(
+      {
+        maxAgeMs: kept.retention.maxAgeMs,
+        maxBytes: kept.retention.maxBytes,
+        removed: kept.retention.lastRemovedMessages,
+      },
+      { maxAgeMs: 604_800_000, maxBytes: 1_073_741_824, removed: 0 },
+    );
+    assert.ok(kept.retention.lastRun !== undefined);
+    const page = await ask('GET', '/calls', { token: READER.token });
+    assert.match(page.body, /data-testid="capture-kept">Capture holds 3 calls/);
+
+    const bare = createConsoleService({ registry, events, logger: createSilentLogger() });
+    const noCapture = await buildConsoleApp({ ...appDeps, service: bare, metrics: new MetricsRegistry() });
+    try {
+      const res = await ask('GET', '/api/v1/capture', { token: READER.token }, noCapture);
+      assert.equal(res.statusCode, 404);
+    } finally {
+      await noCapture.close();
+      await bare.close();
+    }
   });
 
   test('console api - GET calls: bad filters get 400', async () => {

@@ -3,13 +3,13 @@ import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { findExecutable } from '../../src/core/executables.ts';
 import { createSilentLogger } from '../../src/core/logger.ts';
 import { createOptionsPinger, type OptionsPinger } from '../../src/net/options-pinger.ts';
 import {
   type CallGeneratorStats,
   DEMO_SCENARIO_DIR,
   demoBackendCommand,
-  findExecutable,
   startCallGenerator,
 } from '../../src/up/demo.ts';
 import {
@@ -65,13 +65,7 @@ describe('demo', () => {
       // Its own empty working dir, to show that a demo backend writes no files.
       const workDir = await mkdtemp(join(tmpdir(), 'sy-demo-backend-'));
       registerTempDir(workDir);
-      const argv = demoBackendCommand({
-        sippBin: 'sipp',
-        name,
-        ip,
-        port,
-        ...(setprivBin === undefined ? {} : { setprivBin }),
-      });
+      const argv = demoBackendCommand({ sippBin: 'sipp', name, ip, port });
       const daemon = await spawnDaemon(argv[0]!, argv.slice(1), {
         cwd: workDir,
         logFile: join(logDir, `${name}.log`),

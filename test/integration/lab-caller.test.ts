@@ -4,9 +4,10 @@ import { mkdir, mkdtemp, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { findExecutable } from '../../src/core/executables.ts';
 import { createSilentLogger } from '../../src/core/logger.ts';
 import { type CallerCounts, startLabCaller } from '../../src/lab/caller.ts';
-import { demoBackendCommand, findExecutable } from '../../src/up/demo.ts';
+import { demoBackendCommand } from '../../src/up/demo.ts';
 import {
   type Daemon,
   registerTempDir,

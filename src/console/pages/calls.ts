@@ -1,4 +1,5 @@
 import type { CallSummary } from '../../capture/model.ts';
+import type { KeptSummary } from '../../capture/status.ts';
 import { formatDurationUs, formatTsUs } from './format.ts';
 import { html, type SafeHtml } from './html.ts';
 import { type PageContext, renderLayout } from './layout.ts';
@@ -73,17 +74,43 @@ ${calls.map(callRow)}
 </table>`;
 }
 
+/** `1,234 calls (5.2 MB) from 2026-12-01 10:00:00.000 to ...; kept up to 168 h and 1024 MiB`. */
+export function keptLine(kept: KeptSummary): SafeHtml {
+  const mb = (kept.bytes / 1_000_000).toFixed(1);
+  const span =
+    kept.oldest === undefined || kept.newest === undefined
+      ? ''
+      : ` from ${kept.oldest.replace('T', ' ').replace('Z', '')} to ${kept.newest.replace('T', ' ').replace('Z', '')} UTC`;
+  const limits = [
+    ...(kept.retention.maxAgeMs === undefined
+      ? []
+      : [`${Math.round(kept.retention.maxAgeMs / 3_600_000)} h`]),
+    ...(kept.retention.maxBytes === undefined
+      ? []
+      : [`${Math.round(kept.retention.maxBytes / 1_048_576)} MiB`]),
+  ];
+  const retention =
+    limits.length > 0
+      ? `kept up to ${limits.join(' and ')}`
+      : kept.retention.lastRun === undefined
+        ? 'no retention run yet'
+        : 'kept without limit';
+  return html`<p class="muted" data-testid="capture-kept">Capture holds ${kept.calls.toLocaleString('en')} calls (${mb} MB of SIP)${span}; ${retention}.</p>`;
+}
+
 export function renderCallsPage(
   ctx: PageContext,
   filters: CallFilters,
   calls: CallSummary[],
   nodes: { id: string; uri: string }[],
+  kept?: KeptSummary,
 ): string {
   return renderLayout(
     ctx,
     'calls',
     'Calls',
     html`${filterForm(filters, nodes)}
+${kept === undefined ? '' : keptLine(kept)}
 ${
   calls.length === 0
     ? html`<p class="empty">No calls match.</p>`

@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { parseAmiUrl } from '../../../src/agent/ami-url.ts';
-import { AGENT_SECRET_PATHS, type AgentConfig, agentConfigSchema } from '../../../src/agent/config.ts';
+import {
+  AGENT_SECRET_PATHS,
+  type AgentConfig,
+  agentConfigSchema,
+  agentStopBudgetMs,
+  CORE_STOP_NOW_TIMEOUT_MS,
+} from '../../../src/agent/config.ts';
 import { sipHostPort, templateVariables } from '../../../src/agent/template-vars.ts';
 import {
   type ConfigResult,
@@ -41,6 +47,7 @@ test('agent config - only sipUri is required; the rest has defaults', () => {
     optionsTimeoutMs: 500,
     failuresToDown: 3,
     successesToUp: 2,
+    amiDownGraceMs: 3000,
   });
   assert.deepEqual(c.restart, {
     initialBackoffMs: 500,
@@ -214,4 +221,24 @@ test('agent config - built-in template variables come from the config', () => {
   assert.equal(vars['dataDir'], '/var/lib/asterisk');
   assert.deepEqual(sipHostPort('sips:pbx@host.example'), { host: 'host.example', port: 5061 });
   assert.deepEqual(sipHostPort('sip:10.0.0.1'), { host: '10.0.0.1', port: 5060 });
+});
+
+test('agent config - the CLI waits out a whole drain and stop before giving up on SIGTERM', () => {
+  // The default drain (25 s) was once cut short by a fixed 15 s stop timeout: exit 1, service left running.
+  const defaults = agentConfigSchema.parse({ sipUri: 'sip:127.0.0.1:5060' });
+  const needed = defaults.drain.deadlineMs + CORE_STOP_NOW_TIMEOUT_MS + defaults.stop.graceMs;
+  assert.ok(agentStopBudgetMs(defaults) > needed, `${agentStopBudgetMs(defaults)} <= ${needed}`);
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 86_400_000 }),
+      fc.integer({ min: 0, max: 600_000 }),
+      (deadlineMs, graceMs) => {
+        const budget = agentStopBudgetMs({
+          drain: { ...defaults.drain, deadlineMs },
+          stop: { ...defaults.stop, graceMs },
+        });
+        return budget > deadlineMs + CORE_STOP_NOW_TIMEOUT_MS + graceMs;
+      },
+    ),
+  );
 });

@@ -14,7 +14,7 @@ import { encodeHep } from '../../../src/proto/hep.ts';
 
 const logger = createSilentLogger();
 
-function sipMessage(callId: string, cseq = 1): string {
+function sipMessage(callId: string, cseq = 1, extraHeaders: string[] = []): string {
   return [
     'MESSAGE sip:bob@example.com SIP/2.0',
     `Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK${cseq}`,
@@ -22,13 +22,14 @@ function sipMessage(callId: string, cseq = 1): string {
     'To: <sip:bob@example.com>',
     `Call-ID: ${callId}`,
     `CSeq: ${cseq} MESSAGE`,
+    ...extraHeaders,
     'Content-Length: 0',
     '',
     '',
   ].join('\r\n');
 }
 
-const packet = (callId: string, cseq = 1, authKey?: string) =>
+const packet = (callId: string, cseq = 1, authKey?: string, extraHeaders: string[] = []) =>
   encodeHep({
     srcIp: '127.0.0.1',
     dstIp: '127.0.0.2',
@@ -37,7 +38,7 @@ const packet = (callId: string, cseq = 1, authKey?: string) =>
     tsSec: Math.floor(Date.now() / 1000),
     tsUsec: cseq,
     captureId: 3,
-    payload: sipMessage(callId, cseq),
+    payload: sipMessage(callId, cseq, extraHeaders),
     ...(authKey === undefined ? {} : { authKey }),
   });
 
@@ -193,4 +194,66 @@ test('capture server - retention and control events are written by the worker; t
   assert.equal(await reader.getCall('old-call'), undefined);
   assert.ok(await reader.getCall('new-call'));
   assert.equal(server.healthy(), true);
+});
+
+test('capture server - an idle TCP sender stays connected; one stalled mid-frame is cut and counted', async (t) => {
+  const stallMs = 150;
+  const { server, reader, tcpPort, counter } = await setup(t, { tcpStallTimeoutMs: stallMs });
+  const stored = async (callId: string) => {
+    await until(async () => {
+      await server.flush();
+      return (await reader.getCall(callId)) !== undefined;
+    }, callId);
+  };
+  // A quiet captagent: one whole frame, then silence for several stall timeouts.
+  const quiet = connect(tcpPort, '127.0.0.1');
+  t.after(() => quiet.destroy());
+  let quietClosedAt: number | undefined;
+  quiet.on('close', () => {
+    quietClosedAt = Date.now();
+  });
+  await new Promise((r) => quiet.once('connect', r));
+  quiet.write(packet('idle-1'));
+  await stored('idle-1');
+  await new Promise((r) => setTimeout(r, stallMs * 4));
+  assert.equal(quietClosedAt, undefined, 'an idle peer with no partial frame is not disconnected');
+  assert.equal(await counter('switchyard_capture_tcp_connections'), 1);
+  quiet.write(packet('idle-2', 2));
+  await stored('idle-2');
+
+  // Half a frame, then silence: cut after the stall timeout and counted.
+  const staller = connect(tcpPort, '127.0.0.1');
+  await new Promise((r) => staller.once('connect', r));
+  const startedAt = Date.now();
+  staller.write(packet('never').subarray(0, 30));
+  await new Promise((r) => staller.once('close', r));
+  assert.ok(Date.now() - startedAt >= stallMs - 20, 'not before the stall timeout');
+  assert.equal(await counter('switchyard_capture_dropped_total', '{reason="tcp-stalled"}'), 1);
+  await until(async () => (await counter('switchyard_capture_tcp_connections')) === 1, 'the staller gone');
+  assert.equal(quietClosedAt, undefined, 'the quiet peer is still there');
+  quiet.end();
+  await until(async () => (await counter('switchyard_capture_tcp_connections')) === 0, 'no connection left');
+});
+
+test('capture server - a configured correlation header links a B-leg to its A-leg, and X-CID then does not', async (t) => {
+  const { server, reader, udpPort } = await setup(t, { correlationHeader: 'X-Leg-Ref' });
+  await udpSend(udpPort, [
+    packet('a-leg'),
+    packet('b-leg', 1, undefined, ['X-Leg-Ref: a-leg']),
+    // The default header's name, under a server configured for another one: not a correlation.
+    packet('c-leg', 1, undefined, ['X-CID: a-leg']),
+  ]);
+  await until(async () => {
+    await server.flush();
+    return (await reader.stats()).messages === 3;
+  }, 'three messages');
+  assert.deepEqual(await reader.relatedCallIds('a-leg'), ['b-leg']);
+  assert.deepEqual(await reader.relatedCallIds('b-leg'), ['a-leg']);
+  assert.deepEqual(await reader.relatedCallIds('c-leg'), []);
+  assert.deepEqual((await reader.getCall('b-leg'))?.correlation, ['a-leg']);
+  assert.deepEqual((await reader.getCall('c-leg'))?.correlation, []);
+  const [bLeg] = await reader.messagesOf(['b-leg']);
+  assert.equal(bLeg?.xCorrelation, 'a-leg');
+  const [cLeg] = await reader.messagesOf(['c-leg']);
+  assert.equal(cLeg?.xCorrelation, undefined);
 });

@@ -74,3 +74,21 @@ test('cli roles - a failed stop or a second signal resolves 1', async () => {
   signal();
   assert.equal(await hanging, 1);
 });
+
+test('cli roles - the stop timeout is the role own one when it states it, else the default', async () => {
+  const slowStop = (ms: number) => () => new Promise<void>((r) => setTimeout(r, ms));
+  // The role knows its stop takes up to 1 s (a drain): a default of 50 ms must not cut it short.
+  const patient = runUntilSignal(
+    async () => ({ stop: slowStop(150), stopTimeoutMs: 1000 }),
+    createSilentLogger(),
+    50,
+  );
+  await tick();
+  signal();
+  assert.equal(await patient, 0);
+  // A role that states nothing gets the default, and a stop beyond it resolves 1.
+  const impatient = runUntilSignal(async () => ({ stop: slowStop(150) }), createSilentLogger(), 50);
+  await tick();
+  signal();
+  assert.equal(await impatient, 1);
+});

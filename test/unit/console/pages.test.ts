@@ -412,6 +412,31 @@ test('pages - the calls page has the filter form and links every call', () => {
   assert.match(page, />30\.0 s</);
   assert.match(page, /aria-current="page" class="current">Calls/);
   assert.match(renderCallsPage(ctx(), filters, [], nodeList), /No calls match/);
+  assert.doesNotMatch(page, /capture-kept/, 'no line without a capture store');
+});
+
+test('pages - the calls page says what capture keeps: span, size and retention', () => {
+  const kept = {
+    store: 'sqlite' as const,
+    messages: 52_000,
+    calls: 7412,
+    bytes: 23_456_789,
+    oldest: '2026-11-24T10:00:00.000Z',
+    newest: '2026-12-01T09:59:59.500Z',
+    retention: { maxAgeMs: 168 * 3_600_000, maxBytes: 1024 * 1_048_576, lastRun: '2026-12-01T09:59:00.000Z' },
+  };
+  const page = renderCallsPage(ctx(), filters, [], nodeList, kept);
+  assert.match(
+    page,
+    /Capture holds 7,412 calls \(23\.5 MB of SIP\) from 2026-11-24 10:00:00\.000 to 2026-12-01 09:59:59\.500 UTC; kept up to 168 h and 1024 MiB\./,
+  );
+  const fresh = renderCallsPage(ctx(), filters, [], nodeList, { ...kept, calls: 0, bytes: 0, retention: {} });
+  assert.match(fresh, /Capture holds 0 calls \(0\.0 MB of SIP\).*; no retention run yet\./);
+  const unlimited = renderCallsPage(ctx(), filters, [], nodeList, {
+    ...kept,
+    retention: { lastRun: kept.newest },
+  });
+  assert.match(unlimited, /; kept without limit\./);
 });
 
 test('pages - the call page shows summary, legs, ladder, events, messages and downloads', () => {

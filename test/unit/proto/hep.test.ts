@@ -11,6 +11,7 @@ import {
   formatIp,
   HEP_DROP_REASONS,
   type HepDropReason,
+  type HepExtra,
   type HepPacket,
   type HepPacketInput,
   type HepRawChunk,
@@ -148,6 +149,25 @@ test('hep - encodeHep reproduces Kamailio siptrace packets byte for byte', () =>
   }
 });
 
+/** A value for every chunk of {@link HepExtra}, each at the top of its range where it has one. */
+const everyExtra: HepExtra = {
+  srcMac: '02:00:5e:10:00:01',
+  dstMac: 'fe:ff:ff:ff:ff:ff',
+  ethernetType: 0x86dd,
+  tcpFlags: 0xff,
+  ipTos: 0xb8,
+  mos: 0xffff,
+  rFactor: 93,
+  geoLocation: '52.37,4.89',
+  jitter: 0xffffffff,
+  transactionType: 'call',
+  payloadJsonKeys: 'mos,jitter',
+  tagsValues: 'région=eu',
+  tagType: 2,
+  eventType: 1,
+  groupId: 'edge-group',
+};
+
 test('hep - round-trips IPv4 with every optional chunk', () => {
   const input: HepPacketInput = {
     ...v4Input,
@@ -156,6 +176,7 @@ test('hep - round-trips IPv4 with every optional chunk', () => {
     correlationId: 'abc@host;leg=b',
     vlan: 4094,
     nodeName: 'kam-1',
+    extra: everyExtra,
   };
   const p = decodeOk(encodeHep(input));
   assert.deepEqual(p, {
@@ -176,9 +197,56 @@ test('hep - round-trips IPv4 with every optional chunk', () => {
     correlationId: 'abc@host;leg=b',
     vlan: 4094,
     nodeName: 'kam-1',
+    extra: everyExtra,
     vendorChunks: 0,
     ignoredChunks: 0,
   });
+});
+
+test('hep - decodes every generic chunk from 0x14 to 0x29 as the spec types it', () => {
+  const p = decodeOk(
+    encodeHepChunks([
+      ...minimalChunks(),
+      chunk(0x14, [0, 0, 0x02, 0x00, 0x5e, 0x10, 0x00, 0x01]), // uint64, MAC-48 in the low bytes
+      chunk(0x15, [0x02, 0x00, 0x5e, 0x10, 0x00, 0x02]), // the bare six bytes, also accepted
+      chunk(0x16, [0x08, 0x00]),
+      chunk(0x17, [0x12]),
+      chunk(0x18, [0x60]),
+      chunk(0x20, [0x01, 0xb8]),
+      chunk(0x21, [0x00, 0x5d]),
+      chunk(0x22, 'geo'),
+      chunk(0x23, [0x00, 0x01, 0x00, 0x02]),
+      chunk(0x24, 'registration'),
+      chunk(0x25, '["a"]'),
+      chunk(0x26, 'x=y'),
+      chunk(0x27, [0x00, 0x03]),
+      chunk(0x28, [0x00, 0x04]),
+      chunk(0x29, ''),
+    ]),
+  );
+  assert.deepEqual(p.extra, {
+    srcMac: '02:00:5e:10:00:01',
+    dstMac: '02:00:5e:10:00:02',
+    ethernetType: 0x0800,
+    tcpFlags: 0x12,
+    ipTos: 0x60,
+    mos: 440,
+    rFactor: 93,
+    geoLocation: 'geo',
+    jitter: 65_538,
+    transactionType: 'registration',
+    payloadJsonKeys: '["a"]',
+    tagsValues: 'x=y',
+    tagType: 3,
+    eventType: 4,
+    groupId: '',
+  });
+  assert.equal(p.ignoredChunks, 0);
+  // An eight-byte value whose top bytes are set is an EUI-64, shown whole.
+  const eui = decodeOk(encodeHepChunks([...minimalChunks(), chunk(0x14, [1, 2, 3, 4, 5, 6, 7, 8])]));
+  assert.equal(eui.extra?.srcMac, '01:02:03:04:05:06:07:08');
+  // No such chunk, no extra field: packets without them decode exactly as before.
+  assert.equal('extra' in decodeOk(encodeHepChunks(minimalChunks())), false);
 });
 
 test('hep - round-trips IPv6 and writes addresses in RFC 5952 form', () => {
@@ -214,18 +282,21 @@ test('hep - skips and counts vendor chunks, even ones numbered like generic chun
   assert.equal(p.ipFamily, 4);
 });
 
-test('hep - ignores generic chunks it does not use (0, 20 and up) without checking their size', () => {
+test('hep - ignores generic chunks the spec does not define (0, 0x19..0x1f, 0x2a and up), size unchecked', () => {
   const p = decodeOk(
     encodeHepChunks([
       chunk(0, []),
       ...minimalChunks(),
-      chunk(0x20, [1]),
-      chunk(0x14, [1, 2, 3]),
+      chunk(0x19, [1, 2, 3]),
+      chunk(0x1f, [1]),
+      chunk(0x2a, [1, 2, 3, 4, 5]),
       chunk(0xffff, []),
+      chunk(0x19, [9]), // twice: unknown chunks are not checked for duplicates either
     ]),
   );
-  assert.equal(p.ignoredChunks, 4);
+  assert.equal(p.ignoredChunks, 6);
   assert.equal(p.vendorChunks, 0);
+  assert.equal(p.extra, undefined);
 });
 
 test('hep - accepts an empty payload chunk', () => {
@@ -325,6 +396,14 @@ test('hep - bad-chunk-size for every fixed-size generic chunk', () => {
     [12, 4],
     [13, 2],
     [18, 2],
+    [0x16, 2],
+    [0x17, 1],
+    [0x18, 1],
+    [0x20, 2],
+    [0x21, 2],
+    [0x23, 4],
+    [0x27, 2],
+    [0x28, 2],
   ];
   for (const [type, size] of sizes) {
     for (const wrong of [size - 1, size + 1]) {
@@ -333,6 +412,16 @@ test('hep - bad-chunk-size for every fixed-size generic chunk', () => {
         chunk(type, new Uint8Array(wrong)),
       ];
       expectDrop(decodeHep(encodeHepChunks(chunks)), 'bad-chunk-size', new RegExp(`chunk ${type} `));
+    }
+  }
+  // MACs: eight bytes (the spec's uint64) or six (a bare MAC-48), nothing else.
+  for (const wrong of [0, 5, 7, 9, 16]) {
+    for (const type of [0x14, 0x15]) {
+      expectDrop(
+        decodeHep(encodeHepChunks([...minimalChunks(), chunk(type, new Uint8Array(wrong))])),
+        'bad-chunk-size',
+        new RegExp(`chunk ${type} has ${wrong} bytes, not 8 or 6`),
+      );
     }
   }
 });
@@ -348,6 +437,11 @@ test('hep - duplicate-chunk', () => {
     decodeHep(encodeHepChunks([...minimalChunks(), chunk(16, deflateSync(SIP))])),
     'duplicate-chunk',
     /15.*16/,
+  );
+  expectDrop(
+    decodeHep(encodeHepChunks([...minimalChunks(), chunk(0x24, 'call'), chunk(0x24, 'registration')])),
+    'duplicate-chunk',
+    /chunk 36 twice/,
   );
 });
 
@@ -433,6 +527,11 @@ test('hep - encodeHep throws SY_ERR_INVALID_ARGUMENT on programmer errors', () =
     { vlan: 70_000 },
     { payload: new Uint8Array(65_500) },
     { extraChunks: [{ vendorId: 65_536, typeId: 1, value: new Uint8Array(0) }] },
+    { extra: { tcpFlags: 256 } },
+    { extra: { jitter: -1 } },
+    { extra: { mos: 1.5 } },
+    { extra: { srcMac: '02:00:5e:10:00' } },
+    { extra: { dstMac: 'zz:00:5e:10:00:01' } },
   ];
   for (const patch of bad) {
     assert.throws(
@@ -451,6 +550,32 @@ const optional = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined })
 const u16 = fc.integer({ min: 0, max: 0xffff });
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
 const text = fc.string({ maxLength: 40, unit: 'grapheme' });
+const hex2 = (b: number) => b.toString(16).padStart(2, '0');
+/** A MAC as the decoder writes it: six bytes, or eight whose top two are not both zero. */
+const mac = fc.oneof(
+  fc.uint8Array({ minLength: 6, maxLength: 6 }),
+  fc.uint8Array({ minLength: 8, maxLength: 8 }).filter((b) => b[0] !== 0 || b[1] !== 0),
+);
+const extraArb: fc.Arbitrary<HepExtra> = fc.record(
+  {
+    srcMac: mac.map((b) => Array.from(b, hex2).join(':')),
+    dstMac: mac.map((b) => Array.from(b, hex2).join(':')),
+    ethernetType: u16,
+    tcpFlags: fc.integer({ min: 0, max: 255 }),
+    ipTos: fc.integer({ min: 0, max: 255 }),
+    mos: u16,
+    rFactor: u16,
+    geoLocation: text,
+    jitter: u32,
+    transactionType: text,
+    payloadJsonKeys: text,
+    tagsValues: text,
+    tagType: u16,
+    eventType: u16,
+    groupId: text,
+  },
+  { requiredKeys: [] },
+);
 
 const inputArb: fc.Arbitrary<HepPacketInput> = fc
   .record({
@@ -469,6 +594,7 @@ const inputArb: fc.Arbitrary<HepPacketInput> = fc
     correlationId: optional(text),
     vlan: optional(u16),
     nodeName: optional(text),
+    extra: optional(extraArb),
     payload: fc.uint8Array({ maxLength: 2000 }),
     compress: fc.boolean(),
     vendorChunks: fc.array(
@@ -499,6 +625,7 @@ const inputArb: fc.Arbitrary<HepPacketInput> = fc
     for (const key of ['authKey', 'correlationId', 'nodeName'] as const) {
       if (r[key] !== undefined) input[key] = r[key];
     }
+    if (r.extra !== undefined) input.extra = r.extra;
     return input;
   });
 
@@ -528,6 +655,11 @@ test('hep - property: decode(encode(x)) gives x back', () => {
       assert.equal(p.correlationId, input.correlationId);
       assert.equal(p.vlan, input.vlan);
       assert.equal(p.nodeName, input.nodeName);
+      // An empty `extra` writes no chunk, so it decodes as absent. (Spread: fast-check may build
+      // the record without a prototype.)
+      const extra =
+        input.extra !== undefined && Object.keys(input.extra).length > 0 ? { ...input.extra } : undefined;
+      assert.deepEqual(p.extra, extra);
       assert.deepEqual(p.payload, input.payload);
       assert.equal(p.compressed, input.compress);
       assert.equal(p.vendorChunks, input.extraChunks?.length ?? 0);

@@ -5,13 +5,13 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import type { GeneratorStatus } from '../../../src/console/model.ts';
+import { findExecutable, parentDeathPrefix } from '../../../src/core/executables.ts';
 import {
   type CallGeneratorStats,
   checkPrerequisites,
   createSippStatReader,
   DEMO_SCENARIO_DIR,
   demoBackendCommand,
-  findExecutable,
   installPrerequisites,
   manualInstallCommand,
   parseSippStatHeader,
@@ -272,14 +272,16 @@ test('demo backend - the argv runs the packaged scenario on the given address, n
     '-nostdin',
   ]);
   assert.ok(readFileSync(argv[2]!, 'utf8').includes('DEMO BACKEND'));
-  const withSetpriv = demoBackendCommand({
-    sippBin: 'sipp',
-    name: 'b',
-    ip: '127.0.0.2',
-    port: 5060,
-    setprivBin: '/usr/bin/setpriv',
-  });
-  assert.deepEqual(withSetpriv.slice(0, 4), ['/usr/bin/setpriv', '--pdeathsig', 'SIGTERM', 'sipp']);
+});
+
+test('parent-death prefix - setpriv with the signal, or nothing when setpriv is missing', () => {
+  assert.deepEqual(parentDeathPrefix('SIGTERM', '/usr/bin/setpriv'), [
+    '/usr/bin/setpriv',
+    '--pdeathsig',
+    'SIGTERM',
+  ]);
+  assert.deepEqual(parentDeathPrefix('SIGKILL', '/bin/setpriv'), ['/bin/setpriv', '--pdeathsig', 'SIGKILL']);
+  assert.deepEqual(parentDeathPrefix('SIGTERM', undefined), []);
 });
 
 test('demo backend - a name that could break the header, or a bad address, is refused', () => {
