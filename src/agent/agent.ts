@@ -166,6 +166,8 @@ export function createAgent(deps: AgentDeps): AgentHandle {
   let amiLostSince: number | undefined;
   /** Re-evaluates when the AMI grace ends: a lost AMI says nothing more by itself. */
   let amiGraceTimer: NodeJS.Timeout | undefined;
+  /** Asterisk said Shutdown on a live session: out of rotation until it is booted again. */
+  let amiShutdownSeen = false;
   /** Why the agent itself asked for the current restart; its `restarting` reason says so. */
   let restartCause: string | undefined;
   let probeTimer: NodeJS.Timeout | undefined;
@@ -276,6 +278,12 @@ export function createAgent(deps: AgentDeps): AgentHandle {
       // Never into rotation against a drain the operator has asked for but we have not read yet.
       await intentsKnown;
       if (stopping || shutdownRequested) return;
+      // The wait may have been long (the registry away at boot): decide on what holds now. A
+      // service that is no longer ready gets its warm-up deadline back and is announced later.
+      if (phase !== 'warm-up' || !readiness().ok) {
+        if (phase === 'warm-up') armReadyDeadline();
+        return;
+      }
       const previous = phase;
       phase = 'up';
       const input = recordInput();
@@ -286,7 +294,14 @@ export function createAgent(deps: AgentDeps): AgentHandle {
         onRecovered: () => logger.info('node record back in the registry'),
       });
       if (stopping) return;
+      if (phase !== 'warm-up') {
+        // The service went down while the first write waited for the registry: say so now.
+        writeRecord(true);
+        return;
+      }
       setPhase('up');
+      // Anything that failed during that wait takes the node out again at once.
+      evaluate();
       if (drainIntent && !shutdownRequested) void drain('intent');
     } finally {
       announcing = false;
@@ -332,10 +347,14 @@ export function createAgent(deps: AgentDeps): AgentHandle {
     if (!ami) return;
     if (ami.connected() && ami.fullyBooted()) {
       amiLostSince = undefined;
+      amiShutdownSeen = false;
       if (amiGraceTimer) clearTimeout(amiGraceTimer);
       amiGraceTimer = undefined;
       return;
     }
+    // Connected and no longer booted, with no loss before: Asterisk announced its shutdown on
+    // the live session. Sticky until it boots again, so the disconnect that follows is no blip.
+    if (ami.connected() && amiLostSince === undefined && serving()) amiShutdownSeen = true;
     // Back but not booted yet keeps the loss running: the reconnect is part of the same blip.
     if (!ami.connected()) amiLostSince ??= now();
     if (amiLostSince === undefined || amiGraceTimer) return;
@@ -355,6 +374,7 @@ export function createAgent(deps: AgentDeps): AgentHandle {
    */
   function amiProblem(): string | undefined {
     if (!ami) return undefined;
+    if (amiShutdownSeen) return 'AMI says Asterisk is shutting down';
     if (serving() && amiLostSince !== undefined) {
       const lostMs = now() - amiLostSince;
       if (lostMs < o.health.amiDownGraceMs) return undefined;
@@ -432,6 +452,14 @@ export function createAgent(deps: AgentDeps): AgentHandle {
     unhealthySince = undefined;
     setPhase('warm-up');
     if (readyDeadline) clearTimeout(readyDeadline);
+    readyDeadline = undefined;
+    armReadyDeadline();
+    scheduleProbe(0);
+  }
+
+  /** Not ready within readiness.timeoutMs of now: restart the service (or say why, if not ours). */
+  function armReadyDeadline(): void {
+    if (readyDeadline) return;
     readyDeadline = setTimeout(() => {
       readyDeadline = undefined;
       if (phase !== 'warm-up' || stopping) return;
@@ -443,7 +471,6 @@ export function createAgent(deps: AgentDeps): AgentHandle {
       // Something that was never ready cannot be fixed by waiting: restart it if it is ours.
       restartService(why);
     }, o.readiness.timeoutMs);
-    scheduleProbe(0);
   }
 
   function watchService(svc: ServiceControl): void {
@@ -589,12 +616,14 @@ export function createAgent(deps: AgentDeps): AgentHandle {
         drainIntent = watch.current().intents.get(o.nodeId)?.drain === true;
         return;
       } catch (err) {
+        if (stopping || shutdownRequested) return;
         logger.warn(
           { err: describeError(err), retryInMs: delayMs },
           'registry unreachable: cannot read operator intents yet; the node is not announced until it can',
         );
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, delayMs);
+          timer.unref();
           wakeWatchRetry = () => {
             clearTimeout(timer);
             resolve();

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { ACCOUNT_NAME } from '../core/executables.ts';
 import { dispatcherConfigSchema } from '../dispatcher/config.ts';
 import { NODE_ID_PATTERN, SIP_URI_PATTERN, weightSchema } from '../registry/index.ts';
 import { parseAmiUrl } from './ami-url.ts';
@@ -94,11 +95,27 @@ export const agentConfigSchema = z
       })
       .optional(),
     /**
-     * Argv of the Asterisk process to supervise, e.g. `["asterisk", "-f", "-U", "asterisk"]`. It
+     * Argv of the Asterisk process to supervise, e.g. `["asterisk", "-f"]` (with `runAs`). It
      * must stay in the foreground (`-f`): a daemonising command looks like a crash. Unset: the
      * agent supervises nothing and only probes and announces an Asterisk started elsewhere.
      */
     command: argvSchema.optional(),
+    /**
+     * Run `command` as this user and group (names or numbers), through util-linux's setpriv, with
+     * the user's supplementary groups; the agent must be root (or hold CAP_SETUID/CAP_SETGID).
+     * Prefer it to Asterisk's own `-U`/`-G`: a process that changes its uid itself loses the
+     * parent-death signal (`stop.onAgentDeath`), one started as its user keeps it. `group`
+     * defaults to the user's name. Unset: the service runs as the agent's user.
+     */
+    runAs: z
+      .object({
+        /** The service's user, e.g. `asterisk`. */
+        user: z.string().regex(ACCOUNT_NAME, 'a user name or uid'),
+        /** Its group; default: a group named like the user. */
+        group: z.string().regex(ACCOUNT_NAME, 'a group name or gid').optional(),
+      })
+      .strict()
+      .optional(),
     /** Address Asterisk advertises for media (template variable `announceAddress`); defaults to the host of `sipUri`. */
     announceAddress: z
       .string()
@@ -297,7 +314,11 @@ export const agentConfigSchema = z
       .strict()
       .prefault({}),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.runAs === undefined || c.command !== undefined, {
+    message: 'runAs applies to the supervised command: give a command too',
+    path: ['runAs'],
+  });
 
 export type AgentConfig = z.infer<typeof agentConfigSchema>;
 export type AgentConfigInput = z.input<typeof agentConfigSchema>;
@@ -316,20 +337,27 @@ export const AGENT_SECRET_PATHS: readonly string[] = ['templateVars.*'];
 export const CORE_STOP_NOW_TIMEOUT_MS = 2000;
 /** After SIGKILL, how long the supervisor waits for a process stuck in the kernel. */
 export const ABANDON_AFTER_KILL_MS = 5000;
-/** Closing AMI, the admin server and the registry, and withdrawing the record. */
-const CLOSE_MARGIN_MS = 10_000;
+/** Closing AMI and the admin server, beyond the registry calls counted on their own. */
+const CLOSE_MARGIN_MS = 5000;
 
 /**
  * The longest a SIGTERMed agent may legitimately take to finish: the drain deadline, `core stop
- * now`, the stop grace, the wait after SIGKILL, and closing. The CLI waits this long before it
- * gives up on a stop; any less and a long drain would end in exit 1 with the service left running.
+ * now`, the stop grace, the wait after SIGKILL, the `draining` and `stopped` hooks it waits for
+ * (each up to its timeout), withdrawing the record and closing the registry, and the rest. The
+ * CLI waits this long before it gives up on a stop; any less and a long drain would end in exit
+ * 1 with the service left running.
  */
-export function agentStopBudgetMs(config: Pick<AgentConfig, 'drain' | 'stop'>): number {
+export function agentStopBudgetMs(
+  config: Pick<AgentConfig, 'drain' | 'stop' | 'hooks' | 'registryCallTimeoutMs'>,
+): number {
+  const hooksMs = (config.hooks.draining?.timeoutMs ?? 0) + (config.hooks.stopped?.timeoutMs ?? 0);
   return (
     config.drain.deadlineMs +
     CORE_STOP_NOW_TIMEOUT_MS +
     config.stop.graceMs +
     ABANDON_AFTER_KILL_MS +
+    hooksMs +
+    2 * config.registryCallTimeoutMs +
     CLOSE_MARGIN_MS
   );
 }

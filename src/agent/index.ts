@@ -94,6 +94,9 @@ export async function runAgent(
           },
           stopGraceMs: config.stop.graceMs,
           ...(config.stop.onAgentDeath === 'none' ? {} : { parentDeathSignal: config.stop.onAgentDeath }),
+          ...(config.runAs === undefined
+            ? {}
+            : { runAs: { user: config.runAs.user, group: config.runAs.group ?? config.runAs.user } }),
         });
   const hooks = createHookRunner({
     hooks: config.hooks,

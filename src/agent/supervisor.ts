@@ -1,8 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { basename } from 'node:path';
+import { accessSync, constants, statSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
 import { redactUrlPasswords } from '../core/config/index.ts';
 import { describeError, SwitchyardError } from '../core/errors.ts';
-import { findExecutable, parentDeathPrefix } from '../core/executables.ts';
+import { findExecutable, type RunAs, setprivWithPdeathsig, supervisionPrefix } from '../core/executables.ts';
 import type { Logger } from '../core/logger.ts';
 import { ABANDON_AFTER_KILL_MS } from './config.ts';
 import { createLineSplitter } from './output.ts';
@@ -106,6 +107,11 @@ export interface SupervisorOptions {
    * ports taken. Unset: none.
    */
   parentDeathSignal?: 'SIGTERM' | 'SIGKILL' | undefined;
+  /**
+   * Run the process as this user and group (through setpriv, which the agent then needs: root or
+   * CAP_SETUID). Unlike Asterisk's own `-U`/`-G`, this keeps the parent-death signal.
+   */
+  runAs?: RunAs | undefined;
   /** Longer output lines are cut (the rest dropped) before they reach the log. */
   maxLineChars?: number | undefined;
   clock?: SupervisorClock | undefined;
@@ -144,18 +150,45 @@ export interface Supervisor {
 /** Default cut of one output line. */
 export const DEFAULT_MAX_LINE_CHARS = 4096;
 
+/** setpriv in front of the command, for runAs and the parent-death signal; [] when neither applies. */
+function wrapperPrefix(opts: SupervisorOptions, log: Logger): string[] {
+  const withPdeathsig = opts.parentDeathSignal === undefined ? undefined : setprivWithPdeathsig();
+  if (opts.parentDeathSignal !== undefined && withPdeathsig === undefined)
+    log.warn(
+      'setpriv with --pdeathsig (util-linux 2.33+) not found: if the agent is killed, the service outlives it',
+    );
+  const signal = withPdeathsig === undefined ? undefined : opts.parentDeathSignal;
+  if (opts.runAs === undefined) return supervisionPrefix({ parentDeathSignal: signal }, withPdeathsig);
+  const setpriv = withPdeathsig ?? findExecutable('setpriv');
+  if (setpriv === undefined)
+    throw new SwitchyardError(
+      'SY_ERR_INVALID_ARGUMENT',
+      'runAs needs util-linux setpriv, which is not installed',
+    );
+  return supervisionPrefix({ parentDeathSignal: signal, runAs: opts.runAs }, setpriv);
+}
+
+/** An absolute or relative path that is an executable file, or a bare name found on PATH. */
+function resolvable(program: string, pathEnv: string | undefined, cwd: string | undefined): boolean {
+  if (!program.includes('/')) return findExecutable(program, { pathEnv, systemDirs: [] }) !== undefined;
+  const path = resolve(cwd ?? '.', program);
+  try {
+    accessSync(path, constants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
 export function createSupervisor(opts: SupervisorOptions): Supervisor {
   const name = opts.command[0];
   if (name === undefined || name === '')
     throw new SwitchyardError('SY_ERR_INVALID_ARGUMENT', 'supervisor: empty command');
-  const [program, ...args] = [
-    ...(opts.parentDeathSignal === undefined
-      ? []
-      : parentDeathPrefix(opts.parentDeathSignal, findExecutable('setpriv'))),
-    ...opts.command,
-  ] as [string, ...string[]];
   const clock = opts.clock ?? systemClock;
   const log = opts.logger.child({ proc: basename(name) });
+  const prefix = wrapperPrefix(opts, log);
+  const [program, ...args] = [...prefix, ...opts.command] as [string, ...string[]];
+  const envPath = (opts.env ?? process.env)['PATH'];
   const backoff = createBackoff({
     initialMs: opts.restart.initialBackoffMs,
     maxMs: opts.restart.maxBackoffMs,
@@ -262,6 +295,12 @@ export function createSupervisor(opts: SupervisorOptions): Supervisor {
 
   const launch = () => {
     state = 'starting';
+    // Behind setpriv a missing program would look like a start and an exit 127 a moment later:
+    // say what it is, like spawn's ENOENT without the wrapper.
+    if (prefix.length > 0 && !resolvable(name, envPath, opts.cwd)) {
+      onExit(null, null, `spawn ${name} ENOENT`);
+      return;
+    }
     let proc: ChildProcess;
     try {
       proc = spawn(program, args, {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseAmiUrl } from '../agent/ami-url.ts';
+import { agentConfigSchema } from '../agent/config.ts';
 import { captureConfigSchema } from '../capture/config.ts';
 import { NODE_ID_PATTERN, SIP_URI_PATTERN, weightSchema } from '../registry/records.ts';
 
@@ -42,6 +43,8 @@ export const upNodeSchema = z
     maxCalls: z.number().int().min(1).max(1_000_000).optional(),
     /** Argv of the process to supervise (e.g. asterisk -f); unset: something else runs it. */
     command: argv.optional(),
+    /** Run `command` as this user and group (the agent's `runAs`; `up` must run as root). */
+    runAs: agentConfigSchema.shape.runAs,
     /** The agent's config file for everything else (hooks, templates, drain deadline...). */
     agentConfig: z.string().min(1).optional(),
   })

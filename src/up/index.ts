@@ -268,6 +268,7 @@ export async function runUp(config: UpConfig, opts: UpOptions): Promise<RunningU
         ...(node.weight === undefined ? {} : { weight: node.weight }),
         ...(node.maxCalls === undefined ? {} : { maxCalls: node.maxCalls }),
         ...(node.command === undefined ? {} : { command: node.command }),
+        ...(node.runAs === undefined ? {} : { runAs: node.runAs }),
         ...(node.demo
           ? {
               drain: { deadlineMs: config.demo.callDurationMs + 2000 },

@@ -516,7 +516,12 @@ describe('agent on real etcd, Kamailio and sipp', { timeout: 300_000 }, () => {
     const r = await rig();
     const ip = loopbackHost();
     const port = await freeUdpPort(ip);
-    const first = spawnAgentCli(r.prefix, 'orphan1', ip, port);
+    // As root (CI), the service runs as nobody (runAs): the parent-death signal must survive that.
+    const root = process.getuid?.() === 0;
+    const runAs: Record<string, string> = root
+      ? { SWITCHYARD_RUN_AS__USER: 'nobody', SWITCHYARD_RUN_AS__GROUP: 'nogroup' }
+      : {};
+    const first = spawnAgentCli(r.prefix, 'orphan1', ip, port, runAs);
     let second: AgentCli | undefined;
     let servicePid: number | undefined;
     try {
@@ -529,6 +534,12 @@ describe('agent on real etcd, Kamailio and sipp', { timeout: 300_000 }, () => {
         servicePid > 0 && isAlive(servicePid),
         `the service's pid in the log: ${first.output().slice(-800)}`,
       );
+      if (root)
+        assert.match(
+          readFileSync(`/proc/${servicePid}/status`, 'utf8'),
+          /^Uid:\s+65534\s/m,
+          'runs as nobody',
+        );
       first.child.kill('SIGKILL');
       await first.exited;
       const t0 = performance.now();
@@ -560,7 +571,13 @@ interface AgentCli {
 }
 
 /** `switchyard agent` as its own process, supervising a sipp UAS on ip:port, with a 500 ms drain. */
-function spawnAgentCli(prefix: string, nodeId: string, ip: string, port: number): AgentCli {
+function spawnAgentCli(
+  prefix: string,
+  nodeId: string,
+  ip: string,
+  port: number,
+  env: Record<string, string> = {},
+): AgentCli {
   const child = spawn(
     process.execPath,
     [
@@ -580,7 +597,7 @@ function spawnAgentCli(prefix: string, nodeId: string, ip: string, port: number)
       ...sippCommand(ip, port),
     ],
     {
-      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', SWITCHYARD_DRAIN__DEADLINE_MS: '500' },
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', SWITCHYARD_DRAIN__DEADLINE_MS: '500', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );

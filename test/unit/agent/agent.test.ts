@@ -588,6 +588,13 @@ test('agent - a Shutdown on the live AMI session takes the node out at once, gra
   ami.shuttingDown();
   assert.deepEqual(reg.states, ['ready', 'down']);
   assert.match(agent.status().reason ?? '', /shutting down/);
+  // Asterisk then closes the session: no grace starts, the node stays out while OPTIONS still pass.
+  ami.drop();
+  await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(reg.states, ['ready', 'down'], 'not back in rotation after the shutdown');
+  // Booted again on a new session: back.
+  ami.reconnect();
+  await waitFor(() => reg.states.at(-1) === 'ready', { what: 'back after booting again' });
 });
 
 test('agent - AMI never says FullyBooted: restarted after readiness.timeoutMs with the reason, never announced', async (t) => {

@@ -228,12 +228,19 @@ test('agent config - the CLI waits out a whole drain and stop before giving up o
   const defaults = agentConfigSchema.parse({ sipUri: 'sip:127.0.0.1:5060' });
   const needed = defaults.drain.deadlineMs + CORE_STOP_NOW_TIMEOUT_MS + defaults.stop.graceMs;
   assert.ok(agentStopBudgetMs(defaults) > needed, `${agentStopBudgetMs(defaults)} <= ${needed}`);
+  // The hooks the stop waits for count in full.
+  const hooked = agentConfigSchema.parse({
+    sipUri: 'sip:127.0.0.1:5060',
+    hooks: { stopped: { command: ['true'], timeoutMs: 60_000 }, draining: { command: ['true'] } },
+  });
+  assert.equal(agentStopBudgetMs(hooked) - agentStopBudgetMs(defaults), 70_000);
   fc.assert(
     fc.property(
       fc.integer({ min: 0, max: 86_400_000 }),
       fc.integer({ min: 0, max: 600_000 }),
       (deadlineMs, graceMs) => {
         const budget = agentStopBudgetMs({
+          ...defaults,
           drain: { ...defaults.drain, deadlineMs },
           stop: { ...defaults.stop, graceMs },
         });

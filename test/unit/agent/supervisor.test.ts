@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { test } from 'node:test';
 import {
   createSupervisor,
@@ -205,6 +207,39 @@ test('supervisor - a program that cannot be started counts as a crash, with the 
       () => make([]),
       (err) => SwitchyardError.is(err) && err.code === 'SY_ERR_INVALID_ARGUMENT',
     );
+  } finally {
+    await cleanup(sup);
+  }
+});
+
+test('supervisor - behind setpriv, a missing program still fails to start with ENOENT', async () => {
+  for (const command of [
+    ['/nonexistent/asterisk', '-f'],
+    ['no-such-asterisk-binary', '-f'],
+  ]) {
+    const { sup, of } = make(command, { parentDeathSignal: 'SIGTERM' });
+    try {
+      await sup.start();
+      await waitFor(() => sup.state === 'failed', 2000, 'crash loop');
+      assert.equal(of('started').length, 0, 'not reported as started (setpriv would have run)');
+      assert.equal(of('exited')[0]?.error, `spawn ${command[0]} ENOENT`);
+    } finally {
+      await cleanup(sup);
+    }
+  }
+});
+
+test('supervisor - with a parent-death signal the process runs under setpriv, same pid, and is logged by its name', async () => {
+  const { sup, lines } = make([NODE, '-e', 'setInterval(() => {}, 1000)'], { parentDeathSignal: 'SIGKILL' });
+  try {
+    await sup.start();
+    await waitFor(() => sup.state === 'running', 2000, 'running');
+    const pid = sup.pid as number;
+    // setpriv execs the command: the pid is the service's own, and the kernel holds the signal.
+    await waitFor(() => readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith(`${NODE}\0`), 2000, 'exec');
+    const started = lines.find((l) => l['msg'] === 'process started');
+    assert.equal(started?.['proc'], basename(NODE), 'named after the service, not setpriv');
+    assert.equal(started?.['pid'], pid);
   } finally {
     await cleanup(sup);
   }

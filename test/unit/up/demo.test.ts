@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import type { GeneratorStatus } from '../../../src/console/model.ts';
-import { findExecutable, parentDeathPrefix } from '../../../src/core/executables.ts';
+import { findExecutable } from '../../../src/core/executables.ts';
 import {
   type CallGeneratorStats,
   checkPrerequisites,
@@ -272,16 +272,6 @@ test('demo backend - the argv runs the packaged scenario on the given address, n
     '-nostdin',
   ]);
   assert.ok(readFileSync(argv[2]!, 'utf8').includes('DEMO BACKEND'));
-});
-
-test('parent-death prefix - setpriv with the signal, or nothing when setpriv is missing', () => {
-  assert.deepEqual(parentDeathPrefix('SIGTERM', '/usr/bin/setpriv'), [
-    '/usr/bin/setpriv',
-    '--pdeathsig',
-    'SIGTERM',
-  ]);
-  assert.deepEqual(parentDeathPrefix('SIGKILL', '/bin/setpriv'), ['/bin/setpriv', '--pdeathsig', 'SIGKILL']);
-  assert.deepEqual(parentDeathPrefix('SIGTERM', undefined), []);
 });
 
 test('demo backend - a name that could break the header, or a bad address, is refused', () => {
