@@ -16,8 +16,10 @@ const BYTES_PER_MIB = 1024 * 1024;
 export function retentionPolicyOf(retention: CaptureConfig['retention']): RetentionPolicy {
   return {
     // Rounded: hours may be fractional (1.1 h is 3960000.0000000005 ms in floating point) and the
-    // stores accept whole milliseconds only.
-    ...(retention.maxAgeHours > 0 ? { maxAgeMs: Math.round(retention.maxAgeHours * MS_PER_HOUR) } : {}),
+    // stores accept whole milliseconds only; at least 1 ms, since 0 would mean "keep nothing".
+    ...(retention.maxAgeHours > 0
+      ? { maxAgeMs: Math.max(1, Math.round(retention.maxAgeHours * MS_PER_HOUR)) }
+      : {}),
     ...(retention.maxSizeMb > 0 ? { maxBytes: retention.maxSizeMb * BYTES_PER_MIB } : {}),
   };
 }

@@ -120,8 +120,8 @@ export interface HepPacket {
   /** Chunks of a vendor other than 0 (skipped). */
   vendorChunks: number;
   /**
-   * Generic chunks the spec does not define (type 0, the reserved 0x19..0x1f, 0x2a and up):
-   * skipped, their size unchecked.
+   * Generic chunks skipped: those the spec does not define (type 0, the reserved 0x19..0x1f,
+   * 0x2a and up; size unchecked), and chunks 0x14..0x29 of the wrong size or repeated.
    */
   ignoredChunks: number;
 }
@@ -328,6 +328,15 @@ export function decodeHep(buf: Uint8Array, opts: HepDecodeOptions = {}): HepResu
       continue;
     }
     const sizes = FIXED_SIZE.get(type);
+    // Metadata past chunk 19 (MACs, MOS, TCP flags...) is never stored: a sender that sizes or
+    // repeats it differently must not lose its SIP, so such a chunk is only ignored (and counted).
+    if (
+      HEP_EXTRA_TYPES.has(type) &&
+      ((sizes !== undefined && !sizes.includes(value.length)) || seen.has(type))
+    ) {
+      ignoredChunks++;
+      continue;
+    }
     if (sizes !== undefined && !sizes.includes(value.length)) {
       return drop('bad-chunk-size', `chunk ${type} has ${value.length} bytes, not ${sizes.join(' or ')}`);
     }

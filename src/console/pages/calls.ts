@@ -84,7 +84,8 @@ export function keptLine(kept: KeptSummary): SafeHtml {
   const limits = [
     ...(kept.retention.maxAgeMs === undefined
       ? []
-      : [`${Math.round(kept.retention.maxAgeMs / 3_600_000)} h`]),
+      : // Two decimals at most: 0.25 h is a valid setting and must not read as 0 h.
+        [`${Number((kept.retention.maxAgeMs / 3_600_000).toFixed(2))} h`]),
     ...(kept.retention.maxBytes === undefined
       ? []
       : [`${Math.round(kept.retention.maxBytes / 1_048_576)} MiB`]),

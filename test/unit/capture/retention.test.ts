@@ -23,6 +23,8 @@ test('retention policy - hours become milliseconds and MiB become bytes', () => 
 
 test('retention policy - 0 means no limit of that kind', () => {
   assert.deepEqual(retentionPolicyOf(retentionConfig({ maxAgeHours: 0, maxSizeMb: 0 })), {});
+  // A tiny age still keeps something: 0 ms would mean "remove everything".
+  assert.deepEqual(retentionPolicyOf(retentionConfig({ maxAgeHours: 1e-9, maxSizeMb: 0 })), { maxAgeMs: 1 });
   assert.deepEqual(retentionPolicyOf(retentionConfig({ maxAgeHours: 0, maxSizeMb: 1 })), {
     maxBytes: 1_048_576,
   });

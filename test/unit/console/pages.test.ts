@@ -437,6 +437,11 @@ test('pages - the calls page says what capture keeps: span, size and retention',
     retention: { lastRun: kept.newest },
   });
   assert.match(unlimited, /; kept without limit\./);
+  const quarter = renderCallsPage(ctx(), filters, [], nodeList, {
+    ...kept,
+    retention: { maxAgeMs: 900_000 },
+  });
+  assert.match(quarter, /; kept up to 0\.25 h\./);
 });
 
 test('pages - the call page shows summary, legs, ladder, events, messages and downloads', () => {
