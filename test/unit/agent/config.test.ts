@@ -228,6 +228,8 @@ test('agent config - the CLI waits out a whole drain and stop before giving up o
   const defaults = agentConfigSchema.parse({ sipUri: 'sip:127.0.0.1:5060' });
   const needed = defaults.drain.deadlineMs + CORE_STOP_NOW_TIMEOUT_MS + defaults.stop.graceMs;
   assert.ok(agentStopBudgetMs(defaults) > needed, `${agentStopBudgetMs(defaults)} <= ${needed}`);
+  // What docs/reference/agent.md says of the defaults.
+  assert.equal(agentStopBudgetMs(defaults), 44_000);
   // The hooks the stop waits for count in full.
   const hooked = agentConfigSchema.parse({
     sipUri: 'sip:127.0.0.1:5060',
