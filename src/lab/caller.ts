@@ -6,7 +6,7 @@ import { ErrorCode, SwitchyardError } from '../core/errors.ts';
 import { parentDeathPrefix } from '../core/executables.ts';
 import type { Logger } from '../core/logger.ts';
 import { fail, ok, type Result } from '../core/result.ts';
-import { forwardLines, signalGroup, stopSippUac } from '../up/sipp-process.ts';
+import { forwardLines, signalGroup, sippUacArgs, stopSippUac } from '../up/sipp-process.ts';
 
 /**
  * The HA lab's load generator: a SIPp UAC that places calls at the VIP and accounts for every one
@@ -299,27 +299,9 @@ export function labCallerCommand(opts: LabCallerOptions): string[] {
     ...opts.prefix,
     ...parentDeathPrefix('SIGTERM', opts.setprivBin),
     opts.sippBin,
-    '-sf',
-    opts.scenarioFile ?? DEFAULT_CALLER_SCENARIO,
-    opts.target,
-    '-i',
-    opts.localIp,
-    '-p',
-    String(opts.localPort),
-    '-bind_local',
-    '-mi',
-    opts.localIp,
-    '-ci',
-    opts.localIp,
-    '-r',
-    String(opts.ratePerSecond),
-    '-l',
-    String(opts.maxConcurrent),
-    '-d',
-    String(opts.callDurationMs),
+    ...sippUacArgs({ ...opts, scenarioFile: opts.scenarioFile ?? DEFAULT_CALLER_SCENARIO }),
     '-recv_timeout',
     String(RECV_TIMEOUT_MS),
-    '-nostdin',
     '-trace_counts',
     '-fd',
     '1',

@@ -9,7 +9,7 @@ import { ErrorCode, SwitchyardError } from '../core/errors.ts';
 import { findExecutable, parentDeathPrefix } from '../core/executables.ts';
 import type { Logger } from '../core/logger.ts';
 import { createSippStatReader, type SippCallCounters } from './demo-sipp-stats.ts';
-import { forwardLines, signalGroup, stopSippUac } from './sipp-process.ts';
+import { forwardLines, signalGroup, sippBindArgs, sippUacArgs, stopSippUac } from './sipp-process.ts';
 
 export {
   type CheckPrerequisitesOptions,
@@ -34,8 +34,8 @@ export {
  * The demo of `switchyard up` (docs/guides/demo.md): SIPp processes standing in for Asterisk
  * backends, and a SIPp call generator placing calls through the load balancer.
  *
- * Every SIPp binds only the address it is given: SIP (-i with -bind_local), media (-mi) and its
- * control socket (-ci; it binds 0.0.0.0:8888 otherwise). Without a terminal SIPp draws no screen
+ * Every SIPp binds only the address it is given (sippBindArgs: SIP, media and its control
+ * socket, which binds 0.0.0.0:8888 otherwise). Without a terminal SIPp draws no screen
  * and, without -trace_* options, writes no files, so nothing lands in the working directory.
  */
 
@@ -87,15 +87,7 @@ export function demoBackendCommand(opts: DemoBackendCommandOptions): string[] {
     '-key',
     'backend',
     opts.name,
-    '-i',
-    opts.ip,
-    '-p',
-    String(opts.port),
-    '-bind_local',
-    '-mi',
-    opts.ip,
-    '-ci',
-    opts.ip,
+    ...sippBindArgs(opts.ip, opts.port),
     '-nostdin',
   ];
 }
@@ -218,24 +210,10 @@ export async function startCallGenerator(opts: CallGeneratorOptions): Promise<Ca
     const argv = [
       ...parentDeathPrefix('SIGTERM', opts.setprivBin),
       opts.sippBin,
-      '-sf',
-      join(opts.scenarioDir ?? DEMO_SCENARIO_DIR, DEMO_CALLER_SCENARIO),
-      opts.target,
-      '-i',
-      opts.localIp,
-      ...(opts.localPort === undefined ? [] : ['-p', String(opts.localPort)]),
-      '-bind_local',
-      '-mi',
-      opts.localIp,
-      '-ci',
-      opts.localIp,
-      '-r',
-      String(opts.ratePerSecond),
-      '-l',
-      String(opts.maxConcurrent),
-      '-d',
-      String(opts.callDurationMs),
-      '-nostdin',
+      ...sippUacArgs({
+        ...opts,
+        scenarioFile: join(opts.scenarioDir ?? DEMO_SCENARIO_DIR, DEMO_CALLER_SCENARIO),
+      }),
       '-trace_stat',
       '-stf',
       fifo,

@@ -82,3 +82,44 @@ export async function stopSippUac(opts: {
   }
   await exited;
 }
+
+/**
+ * SIPp's options that keep it on the one address it is given: SIP (-i, -bind_local, and -p
+ * when a port is given), media (-mi) and its control socket (-ci; 0.0.0.0:8888 otherwise).
+ */
+export function sippBindArgs(ip: string, port?: number): string[] {
+  return ['-i', ip, ...(port === undefined ? [] : ['-p', String(port)]), '-bind_local', '-mi', ip, '-ci', ip];
+}
+
+export interface SippUacArgsOptions {
+  scenarioFile: string;
+  /** `ip:port` the calls go to. */
+  target: string;
+  localIp: string;
+  /** Unset: SIPp picks a free port. */
+  localPort?: number | undefined;
+  ratePerSecond: number;
+  maxConcurrent: number;
+  callDurationMs: number;
+}
+
+/**
+ * The options of a SIPp UAC placing calls (after the binary; each caller adds how it reports):
+ * `ratePerSecond` new calls a second, at most `maxConcurrent` at once, each held `callDurationMs`,
+ * without a terminal.
+ */
+export function sippUacArgs(o: SippUacArgsOptions): string[] {
+  return [
+    '-sf',
+    o.scenarioFile,
+    o.target,
+    ...sippBindArgs(o.localIp, o.localPort),
+    '-r',
+    String(o.ratePerSecond),
+    '-l',
+    String(o.maxConcurrent),
+    '-d',
+    String(o.callDurationMs),
+    '-nostdin',
+  ];
+}

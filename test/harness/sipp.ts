@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createOptionsPinger } from '../../src/net/options-pinger.ts';
+import { sippBindArgs } from '../../src/up/sipp-process.ts';
 import {
   assertLoopback,
   type Daemon,
@@ -77,21 +78,7 @@ export async function startSippUas(opts: StartSippUasOptions): Promise<SippUas> 
   try {
     daemon = await spawnDaemon(
       SIPP_BIN,
-      [
-        '-sf',
-        UAS_SCENARIO,
-        '-i',
-        opts.ip,
-        '-p',
-        String(opts.port),
-        '-bind_local',
-        '-mi',
-        opts.ip,
-        '-ci',
-        opts.ip,
-        '-nostdin',
-        '-trace_err',
-      ],
+      ['-sf', UAS_SCENARIO, ...sippBindArgs(opts.ip, opts.port), '-nostdin', '-trace_err'],
       { cwd: workDir, logFile },
     );
   } catch (err) {
@@ -238,15 +225,7 @@ export async function runSippUac(opts: RunSippUacOptions): Promise<SippUacResult
         '-sf',
         UAC_SCENARIO,
         opts.target,
-        '-i',
-        opts.ip,
-        '-p',
-        String(opts.port),
-        '-bind_local',
-        '-mi',
-        opts.ip,
-        '-ci',
-        opts.ip,
+        ...sippBindArgs(opts.ip, opts.port),
         '-m',
         String(opts.calls),
         '-r',

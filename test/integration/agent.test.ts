@@ -13,6 +13,7 @@ import { createDispatcher, type DispatcherHandle } from '../../src/dispatcher/di
 import type { KamailioRpc } from '../../src/net/kamailio-rpc-types.ts';
 import { createOptionsPinger } from '../../src/net/options-pinger.ts';
 import { createRegistry, type KvStore, openStore, type Registry } from '../../src/registry/index.ts';
+import { sippBindArgs } from '../../src/up/sipp-process.ts';
 import { testDispatcherConfig } from '../harness/dispatcher.ts';
 import { type EtcdCluster, startEtcd } from '../harness/etcd.ts';
 import { startFakeAmi } from '../harness/fake-ami.ts';
@@ -53,21 +54,7 @@ after(async () => {
 
 /** argv of a sipp UAS that answers OPTIONS and calls: the supervised "Asterisk". */
 function sippCommand(ip: string, port: number): string[] {
-  return [
-    'sipp',
-    '-sf',
-    UAS_SCENARIO,
-    '-i',
-    ip,
-    '-p',
-    String(port),
-    '-bind_local',
-    '-mi',
-    ip,
-    '-ci',
-    ip,
-    '-nostdin',
-  ];
+  return ['sipp', '-sf', UAS_SCENARIO, ...sippBindArgs(ip, port), '-nostdin'];
 }
 
 interface Rig {

@@ -12,6 +12,7 @@ import {
   demoBackendCommand,
   startCallGenerator,
 } from '../../src/up/demo.ts';
+import { sippBindArgs } from '../../src/up/sipp-process.ts';
 import {
   type Daemon,
   registerTempDir,
@@ -108,13 +109,7 @@ describe('demo', () => {
             '-sf',
             join(DEMO_SCENARIO_DIR, 'demo-caller.xml'),
             `${b.ip}:${b.port}`,
-            '-i',
-            ip,
-            '-bind_local',
-            '-mi',
-            ip,
-            '-ci',
-            ip,
+            ...sippBindArgs(ip),
             '-m',
             '1',
             '-d',

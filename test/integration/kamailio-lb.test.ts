@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { createOptionsPinger } from '../../src/net/options-pinger.ts';
 import { decodeHep } from '../../src/proto/hep.ts';
 import { checkKamailioConfig, renderKamailioConfig } from '../../src/up/kamailio-config.ts';
+import { sippBindArgs } from '../../src/up/sipp-process.ts';
 import {
   assertLoopback,
   type Daemon,
@@ -50,7 +51,7 @@ async function startScenarioUas(scenario: string): Promise<ScenarioUas> {
   const workDir = await mkdtemp(join(tmpdir(), 'sy-sipp-lb-'));
   registerTempDir(workDir);
   const logFile = join(workDir, 'sipp.log');
-  const args = ['-sf', fixture(scenario), '-i', ip, '-p', String(port), '-bind_local', '-mi', ip, '-ci', ip];
+  const args = ['-sf', fixture(scenario), ...sippBindArgs(ip, port)];
   const daemon: Daemon = await spawnDaemon('sipp', [...args, '-nostdin', '-trace_err'], {
     cwd: workDir,
     logFile,
