@@ -1,4 +1,4 @@
-import { type RoleRunOptions, type RunningRole, startAdminServer } from '../core/admin-server.ts';
+import { type RoleRunOptions, type RunningRole, startRoleAdminServer } from '../core/admin-server.ts';
 import { childEnvironment } from '../core/config/index.ts';
 import { SwitchyardError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
@@ -163,18 +163,12 @@ export async function runAgent(
     logger,
     metrics,
   });
-  const admin =
-    opts.admin === false
-      ? undefined
-      : await startAdminServer({
-          host: config.admin.host,
-          port: config.admin.port,
-          metrics,
-          processMetrics: true,
-          health: () => agent.health(),
-          ready: () => agent.ready(),
-          logger,
-        });
+  const admin = await startRoleAdminServer(opts, config.admin, {
+    metrics,
+    health: () => agent.health(),
+    ready: () => agent.ready(),
+    logger,
+  });
   logger.info(
     {
       admin: admin?.url,

@@ -1,4 +1,4 @@
-import { type RoleRunOptions, type RunningRole, startAdminServer } from '../core/admin-server.ts';
+import { type RoleRunOptions, type RunningRole, startRoleAdminServer } from '../core/admin-server.ts';
 import { describeError } from '../core/errors.ts';
 import { createLogger } from '../core/logger.ts';
 import { createMetricsRegistry } from '../core/metrics.ts';
@@ -125,18 +125,12 @@ export async function runCapture(config: CaptureConfig, opts: RoleRunOptions = {
       return { ok: false, checks: { store: describeError(err) } };
     }
   };
-  const admin =
-    opts.admin === false
-      ? undefined
-      : await startAdminServer({
-          host: config.admin.host,
-          port: config.admin.port,
-          metrics,
-          processMetrics: true,
-          health,
-          ready,
-          logger,
-        });
+  const admin = await startRoleAdminServer(opts, config.admin, {
+    metrics,
+    health: health,
+    ready: ready,
+    logger,
+  });
   logger.info({ admin: admin?.url, store: store.kind, listen: server.addresses }, 'capture started');
 
   return {

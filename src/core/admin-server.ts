@@ -203,3 +203,16 @@ export interface RunningRole {
   ready(): HealthReport | Promise<HealthReport>;
   stop(): Promise<void>;
 }
+
+/**
+ * A role's own admin server (with process metrics), or none when it runs with `admin: false`
+ * inside a process that serves health and metrics for all its roles (`switchyard up`).
+ */
+export async function startRoleAdminServer(
+  run: RoleRunOptions,
+  address: { host: string; port: number },
+  role: Pick<AdminServerOptions, 'metrics' | 'health' | 'ready' | 'logger'>,
+): Promise<AdminServer | undefined> {
+  if (run.admin === false) return undefined;
+  return startAdminServer({ ...address, ...role, processMetrics: true });
+}

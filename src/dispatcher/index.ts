@@ -1,4 +1,4 @@
-import { type RoleRunOptions, type RunningRole, startAdminServer } from '../core/admin-server.ts';
+import { type RoleRunOptions, type RunningRole, startRoleAdminServer } from '../core/admin-server.ts';
 import { createLogger } from '../core/logger.ts';
 import { createMetricsRegistry } from '../core/metrics.ts';
 import { createKamailioRpc } from '../net/kamailio-rpc.ts';
@@ -46,18 +46,12 @@ export async function runDispatcher(
     logger,
     metrics,
   });
-  const admin =
-    opts.admin === false
-      ? undefined
-      : await startAdminServer({
-          host: config.admin.host,
-          port: config.admin.port,
-          metrics,
-          processMetrics: true,
-          health: () => dispatcher.health(),
-          ready: () => dispatcher.ready(),
-          logger,
-        });
+  const admin = await startRoleAdminServer(opts, config.admin, {
+    metrics,
+    health: () => dispatcher.health(),
+    ready: () => dispatcher.ready(),
+    logger,
+  });
   logger.info(
     { admin: admin?.url, registry: store.kind, kamailioRpc: config.kamailioRpc, listFile: config.listFile },
     'dispatcher starting',
