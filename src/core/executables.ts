@@ -50,7 +50,7 @@ export function findExecutable(name: string, opts: FindExecutableOptions = {}): 
  */
 export function parentDeathPrefix(
   signal: 'SIGTERM' | 'SIGKILL',
-  /** findExecutable('setpriv'), or a path given by a test. */
+  /** setprivWithPdeathsig(), or a path given by a test. */
   setprivBin: string | undefined,
 ): string[] {
   return setprivBin === undefined ? [] : [setprivBin, '--pdeathsig', signal];

@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { findExecutable, parentDeathPrefix } from '../core/executables.ts';
+import { findExecutable, parentDeathPrefix, setprivWithPdeathsig } from '../core/executables.ts';
 import type { Logger } from '../core/logger.ts';
 import { demoBackendCommand } from '../up/demo.ts';
 import { renderKamailioConfig } from '../up/kamailio-config.ts';
@@ -173,7 +173,7 @@ export async function startHaLab(opts: {
   };
   // Every lab process dies with the lab, even a SIGKILLed one: no orphan keeps running in a
   // namespace that `lab clean` would have to find.
-  const setprivBin = findExecutable('setpriv');
+  const setprivBin = setprivWithPdeathsig();
   const spawnIn = (host: string, name: string, argv: readonly string[], restartDelayMs = 500) => {
     const p = startLabProcess({
       name: `${host}/${name}`,

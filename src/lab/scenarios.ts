@@ -1,4 +1,4 @@
-import { findExecutable } from '../core/executables.ts';
+import { findExecutable, setprivWithPdeathsig } from '../core/executables.ts';
 import type { Logger } from '../core/logger.ts';
 import { startLabCaller } from './caller.ts';
 import { ETCDS, etcdStatus, type HaLab, VIP } from './ha-lab.ts';
@@ -387,7 +387,7 @@ export async function runScenario(
     maxConcurrent: Math.ceil(profile.ratePerSecond * (profile.callDurationMs / 1000 + 5)) + 50,
     workDir: lab.workDir,
     logger,
-    ...(findExecutable('setpriv') ? { setprivBin: findExecutable('setpriv') as string } : {}),
+    ...(setprivWithPdeathsig() === undefined ? {} : { setprivBin: setprivWithPdeathsig() as string }),
   });
   let measured: Measured = { detectMs: null, routedMs: null, vipFailoverMs: null, notes: [] };
   try {

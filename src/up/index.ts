@@ -13,7 +13,7 @@ import type { GeneratorStatus, ServiceStatus } from '../console/model.ts';
 import { createConsoleService, endpointOfUri } from '../console/service.ts';
 import type { HealthReport, RunningRole } from '../core/admin-server.ts';
 import { describeError, ErrorCode, SwitchyardError } from '../core/errors.ts';
-import { findExecutable } from '../core/executables.ts';
+import { findExecutable, setprivWithPdeathsig } from '../core/executables.ts';
 import type { Logger } from '../core/logger.ts';
 import {
   aggregateMetricsText,
@@ -389,7 +389,7 @@ export async function runUp(config: UpConfig, opts: UpOptions): Promise<RunningU
       };
       while (!inRotation() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
       if (!inRotation()) logger.warn('not every node is in rotation after 30 s; starting demo calls anyway');
-      const setprivBin = findExecutable('setpriv');
+      const setprivBin = setprivWithPdeathsig();
       generator = await startCallGenerator({
         sippBin,
         target: `${config.kamailio.sipIp}:${config.kamailio.sipPort}`,
