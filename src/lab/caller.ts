@@ -239,7 +239,7 @@ export interface LabCallerOptions {
   /** Default DEFAULT_CALLER_SCENARIO (deploy/demo/demo-caller.xml). */
   scenarioFile?: string;
   /** setpriv's path: SIPp then gets SIGTERM when this process dies, even by SIGKILL. */
-  setprivBin?: string;
+  setprivBin?: string | undefined;
   /** How often the counts file is read (default 500 ms; SIPp writes it every second). */
   pollMs?: number;
 }

@@ -387,7 +387,7 @@ export async function runScenario(
     maxConcurrent: Math.ceil(profile.ratePerSecond * (profile.callDurationMs / 1000 + 5)) + 50,
     workDir: lab.workDir,
     logger,
-    ...(setprivWithPdeathsig() === undefined ? {} : { setprivBin: setprivWithPdeathsig() as string }),
+    setprivBin: setprivWithPdeathsig(),
   });
   let measured: Measured = { detectMs: null, routedMs: null, vipFailoverMs: null, notes: [] };
   try {

@@ -120,7 +120,7 @@ export interface CallGeneratorOptions {
   /** Where demo-caller.xml is (default DEMO_SCENARIO_DIR). */
   scenarioDir?: string;
   /** setpriv's path: SIPp then dies with this process even when it is SIGKILLed. */
-  setprivBin?: string;
+  setprivBin?: string | undefined;
   /** mkfifo's path (default: looked up in the system directories). */
   mkfifoBin?: string;
   /** Parent of the temp dir for SIPp's files (default the OS temp dir). */

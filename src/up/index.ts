@@ -389,7 +389,6 @@ export async function runUp(config: UpConfig, opts: UpOptions): Promise<RunningU
       };
       while (!inRotation() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
       if (!inRotation()) logger.warn('not every node is in rotation after 30 s; starting demo calls anyway');
-      const setprivBin = setprivWithPdeathsig();
       generator = await startCallGenerator({
         sippBin,
         target: `${config.kamailio.sipIp}:${config.kamailio.sipPort}`,
@@ -401,7 +400,7 @@ export async function runUp(config: UpConfig, opts: UpOptions): Promise<RunningU
         logger: logger.child({ role: 'demo-caller' }),
         // Calls in progress end normally on stop, so the agents' drains find no calls left.
         stopGraceMs: config.demo.callDurationMs + 1000,
-        ...(setprivBin ? { setprivBin } : {}),
+        setprivBin: setprivWithPdeathsig(),
       });
       const g = generator;
       g.onStats(() => service.touch());
