@@ -174,6 +174,12 @@ export function createDispatcher(deps: DispatcherDeps): DispatcherHandle {
       logOnce(`refused:${key}:${why}`, { node: key, reason: why }, 'node refused');
     if (!firstSeen.has(rendered.hash)) firstSeen.set(rendered.hash, now());
     nodes = rendered.attrs.size;
+    // A new desired list: Kamailio is not in sync with it until this pass has applied it, and
+    // status() must not pair the new node count with the old list's "in sync".
+    if (rendered.hash !== appliedHash && inSync) {
+      inSync = false;
+      m.inSync.set(0);
+    }
     updateDestinationGauges(guarded.destinations, rendered);
 
     // The file write and the first read-back are independent: overlap them.
